@@ -1,0 +1,38 @@
+# `make run`: install into .venv and start the chat on the demo collection.
+# `make test`: install and run everything CI runs (lint, types, the whole test suite).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install run test lint typecheck demo clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch first, pinned: anything else pulls the multi-GB CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m ui.demo
+
+run: demo
+	$(BIN)/streamlit run ui/app.py --server.headless true --browser.gatherUsageStats false
+
+lint: $(STAMP)
+	$(BIN)/ruff check rag ingest ui tests benchmarks
+	$(BIN)/ruff format --check rag ingest ui tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy rag ingest
+
+test: lint typecheck
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

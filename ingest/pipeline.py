@@ -1,0 +1,336 @@
+"""The ingest job: files (or ready-made documents) in, a searchable collection out.
+
+    report = IngestJob(settings).run_files("papers", [Path("docs/")], prune=True)
+
+Per source: hash the raw bytes; skip it when the collection already has that content; otherwise
+load, chunk, embed and *stage* it (committed, not yet visible). One final transaction publishes
+everything, so a job killed at any point leaves the collection as it was, and a rerun adopts the
+staged work instead of redoing it. Loading runs a few sources ahead on a thread while the model
+embeds, and embedding batches cover many small files at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import shutil
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ingest.chunking import Chunker
+from ingest.loaders import SUPPORTED_SUFFIXES, load_document, sha256_file
+from rag.collection import Collection, EmbedderInfo, check_name
+from rag.embedding import Embedder, SentenceTransformerEmbedder
+from rag.errors import CollectionError, LoadError, RagError
+from rag.retrieval import index_params
+from rag.settings import DEFAULT_EMBEDDER, Settings
+from rag.types import Chunk, Document
+
+logger = logging.getLogger(__name__)
+
+PREFETCH = 8
+
+
+@dataclass(frozen=True)
+class Source:
+    """One thing to ingest: a file, or a document built elsewhere (a BEIR record, say)."""
+
+    name: str
+    origin: str
+    content_id: str
+    load: Callable[[], Document]
+
+
+@dataclass
+class IngestReport:
+    """What a job did; `failed` holds (source, one-line reason)."""
+
+    collection: str
+    added: int = 0
+    replaced: int = 0
+    unchanged: int = 0
+    resumed: int = 0
+    pruned: int = 0
+    pages: int = 0
+    chunks: int = 0
+    seconds: float = 0.0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ingested(self) -> int:
+        return self.added + self.replaced + self.resumed
+
+    def summary(self) -> str:
+        rate = f", {self.pages / self.seconds:.1f} pages/s" if self.seconds and self.pages else ""
+        return (
+            f"{self.collection}: {self.ingested} ingested ({self.added} new, {self.replaced} "
+            f"changed, {self.resumed} resumed), {self.unchanged} unchanged, {len(self.failed)} "
+            f"failed, {self.pruned} pruned; {self.pages} pages, {self.chunks} chunks in "
+            f"{self.seconds:.1f}s{rate}"
+        )
+
+
+def discover(paths: Sequence[Path]) -> list[Path]:
+    """The files to ingest: files as given, folders searched recursively for supported types."""
+    if not paths:
+        raise RagError("no paths given")
+    found: list[Path] = []
+    for path in paths:
+        if not path.exists():
+            raise RagError(f"path not found: {path}")
+        if path.is_dir():
+            inside = sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES
+            )
+            if not inside:
+                kinds = ", ".join(sorted(SUPPORTED_SUFFIXES))
+                raise RagError(f"no supported documents in folder {path} (looked for {kinds})")
+            found.extend(inside)
+        else:
+            found.append(path)
+    # The same file named twice (directly and through its folder) is ingested once.
+    unique: dict[Path, Path] = {}
+    for path in found:
+        unique.setdefault(path.resolve(), path)
+    return list(unique)
+
+
+def file_sources(paths: Sequence[Path]) -> list[Source]:
+    """Sources for files, recorded by absolute path, hashed up front (cheap next to parsing)."""
+    return [
+        Source(str(path), "file", sha256_file(path), functools.partial(load_document, path))
+        for path in discover(paths)
+    ]
+
+
+def document_sources(documents: Iterable[Document]) -> list[Source]:
+    """Sources for documents that are already text (records of a dataset)."""
+    return [Source(d.source, "record", d.id, functools.partial(_identity, d)) for d in documents]
+
+
+def _identity(document: Document) -> Document:
+    return document
+
+
+@dataclass
+class _Prepared:
+    source: Source
+    document: Document | None
+    chunks: list[Chunk]
+    error: str | None = None
+
+
+class IngestJob:
+    """Runs ingest into one collection. The embedder and chunker can be passed in (tests)."""
+
+    def __init__(
+        self, settings: Settings, embedder: Embedder | None = None, chunker: Chunker | None = None
+    ) -> None:
+        self.settings = settings
+        self._embedder = embedder
+        self._chunker = chunker
+
+    def run_files(self, name: str, paths: Sequence[Path], prune: bool = False) -> IngestReport:
+        """Ingest files and folders into collection `name`, creating it when needed."""
+        check_name(name)
+        return self.run(name, file_sources(paths), prune)
+
+    def run(self, name: str, sources: list[Source], prune: bool = False) -> IngestReport:
+        """Ingest `sources`; with `prune`, remove documents whose files are gone (or, for
+        records, documents not among `sources`)."""
+        started = time.perf_counter()
+        root = self.settings.index_dir
+        created = False
+        try:
+            collection = Collection.open(root, name)
+        except CollectionError:
+            if (root / name / "manifest.json").exists():
+                raise
+            embedder = self._get_embedder(self.settings.embedding_model or DEFAULT_EMBEDDER)
+            chunking = self._get_chunker(None, embedder).describe()
+            info = EmbedderInfo(embedder.name, embedder.dimension)
+            collection = Collection.create(root, name, info, chunking)
+            created = True
+        try:
+            with collection.writer_lock():
+                report = self._run_locked(collection, sources, prune)
+                if created and report.ingested == 0:
+                    # Nothing usable came in: do not leave an empty collection behind.
+                    collection.close()
+                    _remove_tree(collection.path)
+                    report.seconds = time.perf_counter() - started
+                    return report
+                collection.refresh_indexes(index_params(self.settings))
+        finally:
+            collection.close()
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _get_embedder(self, name: str) -> Embedder:
+        if self._embedder is None:
+            s = self.settings
+            self._embedder = SentenceTransformerEmbedder(name, s.device, s.embed_batch_size)
+        return self._embedder
+
+    def _get_chunker(self, chunking: dict[str, object] | None, embedder: Embedder) -> Chunker:
+        if self._chunker is None:
+            size = int(str(chunking["chunk_tokens"])) if chunking else self.settings.chunk_tokens
+            overlap = (
+                int(str(chunking["chunk_overlap"])) if chunking else self.settings.chunk_overlap
+            )
+            self._chunker = Chunker(size, overlap, getattr(embedder, "tokenizer", None))
+        return self._chunker
+
+    def _run_locked(
+        self, collection: Collection, sources: list[Source], prune: bool
+    ) -> IngestReport:
+        collection.check_embedder(self.settings.embedding_model)
+        embedder = self._get_embedder(collection.embedder.name)
+        collection.check_embedder(embedder.name)
+        chunker = self._get_chunker(collection.manifest["chunking"], embedder)
+        store = collection.store
+        report = IngestReport(collection.name)
+
+        todo: list[Source] = []
+        adopt: set[str] = set()
+        for source in sources:
+            live = store.document(source.name)
+            staged = store.document(source.name, state="staged")
+            if live is not None and live.id == source.content_id:
+                report.unchanged += 1
+            elif staged is not None and staged.id == source.content_id:
+                adopt.add(source.name)  # staged by a job that was killed: reuse its work
+                report.resumed += 1
+            else:
+                todo.append(source)
+        store.discard_staged(keep=adopt)
+
+        bar = tqdm(
+            total=len(sources),
+            initial=report.unchanged + report.resumed,
+            unit="file",
+            desc=f"ingest {collection.name}",
+            disable=not self.settings.progress,
+            dynamic_ncols=True,
+        )
+        clock = time.perf_counter()
+        batch: list[_Prepared] = []
+        batch_chunks = 0
+        limit = 8 * self.settings.embed_batch_size
+        with bar, ThreadPoolExecutor(max_workers=1, thread_name_prefix="load") as pool:
+            for prepared in _prefetch(pool, todo, chunker):
+                if prepared.error is not None:
+                    report.failed.append((prepared.source.name, prepared.error))
+                    bar.write(f"failed: {prepared.source.name}: {prepared.error}", file=sys.stderr)
+                    bar.update(1)
+                    continue
+                batch.append(prepared)
+                batch_chunks += len(prepared.chunks)
+                if batch_chunks >= limit:
+                    self._embed_and_stage(batch, embedder, collection, report, bar, clock)
+                    batch, batch_chunks = [], 0
+            self._embed_and_stage(batch, embedder, collection, report, bar, clock)
+
+        removed: list[str] = []
+        if prune:
+            wanted = {source.name for source in sources}
+            for doc in store.documents():
+                gone = (
+                    not Path(doc.source).exists()
+                    if doc.origin == "file"
+                    else doc.source not in wanted
+                )
+                if gone:
+                    removed.append(doc.source)
+        store.publish(remove=removed)
+        report.pruned = len(removed)
+        return report
+
+    def _embed_and_stage(
+        self,
+        batch: list[_Prepared],
+        embedder: Embedder,
+        collection: Collection,
+        report: IngestReport,
+        bar: tqdm,
+        clock: float,
+    ) -> None:
+        if not batch:
+            return
+        texts = [chunk.text for item in batch for chunk in item.chunks]
+        vectors = embedder.embed(texts)
+        offset = 0
+        for item in batch:
+            document = item.document
+            if document is None:  # failed items never join a batch; this keeps types honest
+                continue
+            count = len(item.chunks)
+            existed = collection.store.document(document.source) is not None
+            collection.store.stage(
+                document, item.source.origin, item.chunks, vectors[offset : offset + count]
+            )
+            offset += count
+            report.replaced += existed
+            report.added += not existed
+            report.pages += len(document.pages)
+            report.chunks += count
+            if document.empty_pages:
+                note = _empty_pages_note(document)
+                report.warnings.append(note)
+                bar.write(f"warning: {note}", file=sys.stderr)
+            elapsed = max(time.perf_counter() - clock, 1e-9)
+            bar.set_postfix_str(
+                f"{report.pages} pages ({report.pages / elapsed:.1f}/s), "
+                f"{report.chunks} chunks ({report.chunks / elapsed:.1f}/s)",
+                refresh=False,
+            )
+            bar.update(1)
+
+
+def _prepare(source: Source, chunker: Chunker) -> _Prepared:
+    try:
+        document = source.load()
+    except LoadError as e:
+        return _Prepared(source, None, [], e.reason)
+    except Exception as e:
+        logger.debug("unexpected failure loading %s", source.name, exc_info=True)
+        return _Prepared(source, None, [], f"unexpected error: {type(e).__name__}: {e}")
+    chunks = chunker.split(document)
+    if not chunks:
+        return _Prepared(source, None, [], "no text to index")
+    return _Prepared(source, document, chunks)
+
+
+def _prefetch(
+    pool: ThreadPoolExecutor, sources: list[Source], chunker: Chunker
+) -> Iterator[_Prepared]:
+    """Load and chunk up to PREFETCH sources ahead of the consumer, in order."""
+    pending: deque[Future[_Prepared]] = deque()
+    queue = iter(sources)
+    for source in queue:
+        pending.append(pool.submit(_prepare, source, chunker))
+        if len(pending) >= PREFETCH:
+            break
+    while pending:
+        yield pending.popleft().result()
+        for source in queue:
+            pending.append(pool.submit(_prepare, source, chunker))
+            break
+
+
+def _empty_pages_note(document: Document) -> str:
+    pages = ", ".join(str(n) for n in document.empty_pages[:10])
+    more = f" and {len(document.empty_pages) - 10} more" if len(document.empty_pages) > 10 else ""
+    return f"{document.source}: pages {pages}{more} have no text layer (image-only); not indexed"
+
+
+def _remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

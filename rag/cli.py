@@ -1,0 +1,350 @@
+"""The `rag` command line: a thin face over rag/ and ingest/. Errors are one line, no traceback."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from rag.errors import RagError
+from rag.index import INDEX_BUILDERS
+from rag.retrieval import SEARCH_MODES
+from rag.settings import Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _quiet_libraries(verbose: bool) -> None:
+    """Keep third-party chatter (weight-loading bars, tokenizer warnings) off the terminal."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s: %(message)s"
+    )
+    for name in ("transformers", "sentence_transformers", "bm25s", "faiss", "pypdf", "httpx"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+class RagGroup(click.Group):
+    """Turns RagError into `Error: <one line>` and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RagError as e:
+            click.echo(f"Error: {e}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
+
+
+def settings_options(func: F) -> F:
+    """--config and --index-dir, shared by every command that reads settings."""
+
+    @click.option(
+        "--config",
+        "config_file",
+        type=click.Path(path_type=Path),
+        help="TOML settings file (default: ./rag.toml).",
+    )
+    @click.option(
+        "--index-dir",
+        type=click.Path(path_type=Path),
+        help="Where collections live (RAG_INDEX_DIR).",
+    )
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def load_settings(config_file: Path | None, **overrides: Any) -> Settings:
+    return Settings.load(config_file, **overrides)
+
+
+@click.group(cls=RagGroup)
+@click.option("-v", "--verbose", is_flag=True, help="Log what each stage does.")
+@click.version_option(package_name="rag")
+def cli(verbose: bool) -> None:
+    """Ingest documents into collections and search them."""
+    _quiet_libraries(verbose)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-c", "--collection", required=True, help="Collection to create or update.")
+@click.option("--prune", is_flag=True, help="Remove documents whose files are gone.")
+@click.option(
+    "--embedder", "embedding_model", help="Bi-encoder (hub id or folder) for a new collection."
+)
+@click.option(
+    "--chunk-tokens", type=int, help="Chunk size in the embedder's tokens (new collection)."
+)
+@click.option(
+    "--chunk-overlap", type=int, help="Overlap between chunks, in tokens (new collection)."
+)
+@click.option(
+    "--index-type", type=click.Choice(["auto", *INDEX_BUILDERS]), help="FAISS index kind."
+)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where embeddings run.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@settings_options
+def ingest(
+    paths: tuple[Path, ...],
+    collection: str,
+    prune: bool,
+    no_progress: bool,
+    config_file: Path | None,
+    **overrides: Any,
+) -> None:
+    """Load, chunk, embed and index PATHS (files or folders) into a collection."""
+    from ingest.pipeline import IngestJob
+
+    settings = load_settings(config_file, progress=False if no_progress else None, **overrides)
+    # Each failure was reported on its own line as it happened; the summary counts them.
+    report = IngestJob(settings).run_files(collection, list(paths), prune=prune)
+    click.echo(report.summary())
+    if report.failed:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("query")
+@click.option("-c", "--collection", required=True, help="Collection to search.")
+@click.option("-k", "--top-k", type=int, help="How many hits to show.")
+@click.option(
+    "--mode",
+    "search_mode",
+    type=click.Choice(SEARCH_MODES),
+    help="Retrieval mode (default hybrid).",
+)
+@click.option(
+    "--rerank/--no-rerank",
+    default=None,
+    help="Rerank with the cross-encoder (default on when one is available).",
+)
+@click.option("--reranker", help="Cross-encoder hub id or folder.")
+@click.option(
+    "--embedder",
+    "embedding_model",
+    help="Refuse to search unless the collection uses this embedder.",
+)
+@click.option("--json", "as_json", is_flag=True, help='Print {"hits": [...]} as JSON.')
+@settings_options
+def search(
+    query: str, collection: str, as_json: bool, config_file: Path | None, **overrides: Any
+) -> None:
+    """Search a collection and print the best chunks."""
+    from rag.collection import Collection
+    from rag.retrieval import Searcher
+
+    settings = load_settings(config_file, **overrides)
+    opened = Collection.open(settings.index_dir, collection)
+    try:
+        result = Searcher(opened, settings).search(query)
+    finally:
+        opened.close()
+    for notice in result.notices:
+        click.echo(notice, err=True)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), ensure_ascii=False, indent=2))
+        return
+    if not result.hits:
+        click.echo("No matching passages.")
+    for rank, hit in enumerate(result.hits, start=1):
+        text = " ".join(hit.chunk.text.split())
+        click.echo(f"{rank}. [{hit.score:.4f}] {hit.chunk.source} (page {hit.chunk.page})")
+        click.echo(f"   {text[:400]}{'…' if len(text) > 400 else ''}")
+
+
+@cli.group()
+def collections() -> None:
+    """List, inspect and delete collections."""
+
+
+@collections.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@settings_options
+def collections_list(as_json: bool, config_file: Path | None, index_dir: Path | None) -> None:
+    """Names of the collections in the index folder."""
+    from rag.collection import list_collections
+
+    settings = load_settings(config_file, index_dir=index_dir)
+    names = list_collections(settings.index_dir)
+    if as_json:
+        click.echo(json.dumps({"collections": names}))
+    elif not names:
+        click.echo(f"No collections in {settings.index_dir}.")
+    else:
+        click.echo("\n".join(names))
+
+
+@collections.command("info")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+@settings_options
+def collections_info(
+    name: str, as_json: bool, config_file: Path | None, index_dir: Path | None
+) -> None:
+    """Documents, chunks, embedder, chunking, index and reranker of a collection."""
+    from rag.collection import Collection
+
+    settings = load_settings(config_file, index_dir=index_dir)
+    opened = Collection.open(settings.index_dir, name)
+    try:
+        documents, chunks = opened.store.counts()
+        manifest = opened.manifest
+        info = {
+            "name": opened.name,
+            "path": str(opened.path),
+            "documents": documents,
+            "chunks": chunks,
+            "embedder": manifest["embedder"],
+            "chunking": manifest["chunking"],
+            "index": {
+                "type": opened.index_info().get("kind", "not built"),
+                "setting": settings.index_type,
+            },
+            "lexical": manifest["lexical"],
+            "reranker": manifest.get("reranker"),
+            "created_at": manifest["created_at"],
+        }
+    finally:
+        opened.close()
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    click.echo(f"{info['name']}  ({info['path']})")
+    click.echo(f"  documents: {documents}   chunks: {chunks}")
+    click.echo(
+        f"  embedder:  {manifest['embedder']['name']} ({manifest['embedder']['dimension']}-d)"
+    )
+    chunking = manifest["chunking"]
+    click.echo(
+        f"  chunking:  {chunking['chunk_tokens']} tokens, overlap {chunking['chunk_overlap']}"
+    )
+    click.echo(f"  index:     {info['index']['type']}")
+    reranker = manifest.get("reranker")
+    click.echo(f"  reranker:  {reranker['path'] if reranker else 'none registered'}")
+
+
+@collections.command("delete")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@settings_options
+def collections_delete(
+    name: str, yes: bool, config_file: Path | None, index_dir: Path | None
+) -> None:
+    """Delete a collection and its files."""
+    from rag.collection import Collection, delete_collection
+
+    settings = load_settings(config_file, index_dir=index_dir)
+    Collection.open(settings.index_dir, name).close()  # fail early, naming the known collections
+    if not yes and not click.confirm(f"Delete collection {name!r}?", default=False):
+        click.echo("Kept.")
+        return
+    delete_collection(settings.index_dir, name)
+    click.echo(f"Deleted {name}.")
+
+
+@cli.group("eval")
+def eval_group() -> None:
+    """Measure retrieval quality on judged datasets."""
+
+
+@eval_group.command("retrieval")
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option(
+    "--split", default="test", show_default=True, help="Which qrels/<split>.tsv to score."
+)
+@click.option(
+    "-c", "--collection", help="Collection to build/reuse (default: the dataset folder's name)."
+)
+@click.option(
+    "--config-name",
+    "configs",
+    multiple=True,
+    help="Only these configs (dense, bm25, hybrid, dense+rerank, hybrid+rerank).",
+)
+@click.option("--reranker", help="Cross-encoder hub id or folder.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--no-progress", is_flag=True)
+@settings_options
+def eval_retrieval(
+    dataset: Path,
+    split: str,
+    collection: str | None,
+    configs: tuple[str, ...],
+    as_json: bool,
+    no_progress: bool,
+    config_file: Path | None,
+    **overrides: Any,
+) -> None:
+    """nDCG@10, recall@10/100 and MRR@10 on a BEIR-format DATASET, through ingest and search."""
+    from ingest.beir import BeirDataset
+    from ingest.pipeline import IngestJob, document_sources
+    from rag.collection import Collection
+    from rag.evaluation import CONFIGS, evaluate_retrieval
+    from rag.retrieval import Searcher
+
+    unknown = [name for name in configs if name not in CONFIGS]
+    if unknown:
+        raise RagError(f"unknown config {unknown[0]!r} (valid: {', '.join(CONFIGS)})")
+    settings = load_settings(config_file, progress=False if no_progress else None, **overrides)
+    data = BeirDataset(dataset)
+    data.check(split)
+    name = collection or data.name
+    report = IngestJob(settings).run(name, document_sources(data.documents()), prune=True)
+    click.echo(report.summary(), err=True)
+    queries, qrels = data.queries(split), data.qrels(split)
+    opened = Collection.open(settings.index_dir, name)
+    try:
+        searcher = Searcher(opened, settings)
+        notice = searcher.reranker().reason
+        if notice:
+            click.echo(notice, err=True)
+        results = evaluate_retrieval(
+            searcher,
+            queries,
+            qrels,
+            data.doc_id_of,
+            list(configs) or None,
+            progress=settings.progress,
+        )
+    finally:
+        opened.close()
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"dataset": data.name, "queries": len(queries), "results": results}, indent=2
+            )
+        )
+        return
+    click.echo(f"{data.name} ({split}, {len(queries)} queries)")
+    metrics = list(next(iter(results.values())).keys()) if results else []
+    click.echo(f"{'config':<15}" + "".join(f"{m:>12}" for m in metrics))
+    for config, scores in results.items():
+        click.echo(f"{config:<15}" + "".join(f"{scores[m]:>12.4f}" for m in metrics))
+
+
+def main() -> None:
+    cli(prog_name="rag")
+
+
+if __name__ == "__main__":
+    main()

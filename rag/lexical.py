@@ -1,0 +1,98 @@
+"""BM25 over chunk texts (bm25s, English stemmer and stopwords), keyed by chunk keys.
+
+index = LexicalIndex.build(keys, texts)
+scores, keys = index.search("what is dense retrieval", k=10)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import bm25s
+import numpy as np
+import Stemmer
+
+# Recorded in the manifest so a collection says how its lexical index was made.
+LEXICAL_CONFIG: dict[str, Any] = {
+    "library": "bm25s",
+    "method": "lucene",
+    "k1": 1.5,
+    "b": 0.75,
+    "stemmer": "english",
+    "stopwords": "en",
+}
+
+
+def _tokenize(texts: list[str], stemmer: Any) -> Any:
+    return bm25s.tokenize(
+        texts,
+        stopwords=LEXICAL_CONFIG["stopwords"],
+        stemmer=stemmer,
+        show_progress=False,
+        return_ids=False,
+    )
+
+
+class LexicalIndex:
+    """A bm25s index plus the chunk key of each of its rows."""
+
+    def __init__(self, retriever: bm25s.BM25, keys: np.ndarray) -> None:
+        self._retriever = retriever
+        self._keys = keys
+        self._stemmer = Stemmer.Stemmer(LEXICAL_CONFIG["stemmer"])
+
+    def __repr__(self) -> str:
+        return f"LexicalIndex({self.size} chunks)"
+
+    @property
+    def size(self) -> int:
+        return len(self._keys)
+
+    @classmethod
+    def build(cls, keys: np.ndarray, texts: list[str]) -> LexicalIndex:
+        """Tokenize (lower-case, stopwords out, Snowball stems) and index the texts."""
+        stemmer = Stemmer.Stemmer(LEXICAL_CONFIG["stemmer"])
+        retriever = bm25s.BM25(
+            method=LEXICAL_CONFIG["method"], k1=LEXICAL_CONFIG["k1"], b=LEXICAL_CONFIG["b"]
+        )
+        if texts:
+            retriever.index(_tokenize(texts, stemmer), show_progress=False)
+        return cls(retriever, np.asarray(keys, dtype=np.int64))
+
+    def search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, chunk keys) with a positive score; fewer when few chunks share a term."""
+        if self.size == 0 or k <= 0:
+            return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
+        tokens = _tokenize([query], self._stemmer)
+        if not tokens[0]:
+            return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
+        rows, scores = self._retriever.retrieve(
+            tokens, k=min(k, self.size), show_progress=False, n_threads=1
+        )
+        rows, scores = rows[0], scores[0]
+        keep = scores > 0
+        return scores[keep].astype(np.float32), self._keys[rows[keep]]
+
+    def save(self, folder: Path) -> None:
+        """Write to a temporary folder, then rename it into place."""
+        tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        if self.size:
+            self._retriever.save(str(tmp), show_progress=False)
+        np.save(tmp / "keys.npy", self._keys)
+        (tmp / "config.json").write_text(json.dumps(LEXICAL_CONFIG))
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+
+    @classmethod
+    def load(cls, folder: Path) -> LexicalIndex:
+        keys = np.load(folder / "keys.npy")
+        if len(keys) == 0:
+            return cls.build(keys, [])
+        retriever = bm25s.BM25.load(str(folder), show_progress=False, mmap=False)
+        return cls(retriever, keys)

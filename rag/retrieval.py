@@ -1,0 +1,152 @@
+"""Search a collection: dense (FAISS), BM25, or both fused by reciprocal rank; then rerank.
+
+searcher = Searcher(collection, settings)
+result = searcher.search("what does the reranker do?")   # SearchResult, best hit first
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, get_args
+
+import numpy as np
+
+from rag.collection import Collection
+from rag.embedding import Embedder, SentenceTransformerEmbedder
+from rag.errors import ConfigError
+from rag.index import IndexParams
+from rag.rerank import Reranker, RerankerChoice, choose_reranker
+from rag.settings import SearchMode, Settings
+from rag.types import Hit, SearchResult
+
+if TYPE_CHECKING:
+    from rag.lexical import LexicalIndex
+
+logger = logging.getLogger(__name__)
+
+SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
+
+
+def index_params(settings: Settings) -> IndexParams:
+    """The index parameters a settings object asks for."""
+    return IndexParams(
+        kind=settings.index_type,
+        approx_threshold=settings.approx_threshold,
+        hnsw_m=settings.hnsw_m,
+        hnsw_ef_construction=settings.hnsw_ef_construction,
+        hnsw_ef_search=settings.hnsw_ef_search,
+        ivf_nprobe=settings.ivf_nprobe,
+        use_gpu=settings.gpu_index,
+    )
+
+
+def reciprocal_rank_fusion(
+    rankings: Sequence[Sequence[int]], k: int = 60
+) -> list[tuple[int, float]]:
+    """Fuse ranked key lists: score(key) = sum over lists of 1 / (k + rank), rank from 1."""
+    scores: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, key in enumerate(ranking, start=1):
+            scores[key] = scores.get(key, 0.0) + 1.0 / (k + rank)
+    # Ties break on the key so the same input always gives the same order.
+    return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+
+
+class Searcher:
+    """Retrieval over one collection, with an optional cross-encoder stage."""
+
+    def __init__(
+        self,
+        collection: Collection,
+        settings: Settings,
+        embedder: Embedder | None = None,
+        reranker: Reranker | str | None = "auto",
+    ) -> None:
+        collection.check_embedder(settings.embedding_model)
+        if embedder is not None:
+            collection.check_embedder(embedder.name)
+        self.collection = collection
+        self.settings = settings
+        self.embedder: Embedder = embedder or SentenceTransformerEmbedder(
+            collection.embedder.name, device=settings.device, batch_size=settings.embed_batch_size
+        )
+        self._params = index_params(settings)
+        self._reranker_arg = reranker
+        self._reranker_choice: RerankerChoice | None = None
+
+    def reranker(self) -> RerankerChoice:
+        """The reranker in use (resolved once): given, the collection's own, or the configured."""
+        if self._reranker_choice is None:
+            if self._reranker_arg == "auto":
+                registered = self.collection.manifest.get("reranker") or {}
+                self._reranker_choice = choose_reranker(
+                    registered.get("path"),
+                    self.settings.reranker,
+                    self.settings.rerank,
+                    self.settings.device,
+                    self.settings.rerank_max_length,
+                )
+            elif self._reranker_arg is None or isinstance(self._reranker_arg, str):
+                self._reranker_choice = RerankerChoice(None, "reranking is off")
+            else:
+                self._reranker_choice = RerankerChoice(self._reranker_arg)
+        return self._reranker_choice
+
+    def retrieve(self, query: str, k: int, mode: str | None = None) -> list[Hit]:
+        """First-stage hits (no reranking), best first, at most k."""
+        mode = mode or self.settings.search_mode
+        if mode not in SEARCH_MODES:
+            raise ConfigError(f"unknown search mode {mode!r} (valid: {', '.join(SEARCH_MODES)})")
+        if not query.strip():
+            raise ConfigError("the query is empty")
+        depth = max(k, self.settings.candidates)
+        if mode == "dense":
+            keys, scores = self._dense(query, k)
+            return self._hits(keys, scores, "dense")
+        if mode == "bm25":
+            keys, scores = self._lexical(self.collection.lexical_index(), query, k)
+            return self._hits(keys, scores, "bm25")
+        dense_keys, _ = self._dense(query, depth)
+        lexical_keys, _ = self._lexical(self.collection.lexical_index(), query, depth)
+        fused = reciprocal_rank_fusion([dense_keys, lexical_keys], k=self.settings.rrf_k)[:k]
+        return self._hits([key for key, _ in fused], [score for _, score in fused], "hybrid")
+
+    def search(
+        self, query: str, top_k: int | None = None, mode: str | None = None, rerank: bool = True
+    ) -> SearchResult:
+        """Retrieve, rerank the top `rerank_depth` when a reranker is available, cut to top_k."""
+        top_k = top_k or self.settings.top_k
+        notices: list[str] = []
+        choice = self.reranker() if rerank else RerankerChoice(None, None)
+        if choice.reranker is None:
+            if choice.reason:
+                notices.append(choice.reason)
+            return SearchResult(query, tuple(self.retrieve(query, top_k, mode)), tuple(notices))
+        candidates = self.retrieve(query, max(top_k, self.settings.rerank_depth), mode)
+        head = choice.reranker.rerank(query, candidates[: self.settings.rerank_depth])
+        return SearchResult(query, tuple(head[:top_k]), tuple(notices))
+
+    def _dense(self, query: str, k: int) -> tuple[list[int], list[float]]:
+        index = self.collection.dense_index(self._params)
+        vector = self.embedder.embed([query])
+        scores, keys = index.search(vector, k)
+        found = [
+            (int(key), float(score))
+            for key, score in zip(keys[0], scores[0], strict=True)
+            if key >= 0
+        ]
+        return [key for key, _ in found], [score for _, score in found]
+
+    @staticmethod
+    def _lexical(index: LexicalIndex, query: str, k: int) -> tuple[list[int], list[float]]:
+        scores, keys = index.search(query, k)
+        return [int(key) for key in keys], [float(score) for score in np.asarray(scores)]
+
+    def _hits(self, keys: Sequence[int], scores: Sequence[float], stage: str) -> list[Hit]:
+        chunks = self.collection.store.chunks(keys)
+        return [
+            Hit(chunk=chunks[key], score=score, stage=stage)
+            for key, score in zip(keys, scores, strict=True)
+            if key in chunks
+        ]

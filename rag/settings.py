@@ -1,0 +1,113 @@
+"""One typed settings object: defaults < rag.toml < RAG_* environment < overrides (flags)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from rag.errors import ConfigError
+
+DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_RERANKER = "cross-encoder/ms-marco-MiniLM-L-6-v2"
+DEFAULT_CONFIG_FILE = Path("rag.toml")
+
+SearchMode = Literal["dense", "bm25", "hybrid"]
+IndexType = Literal["auto", "flat", "hnsw", "ivf"]
+Device = Literal["auto", "cpu", "cuda"]
+
+
+class Settings(BaseSettings):
+    """Everything a run can be configured with. Build it with `Settings.load(...)`."""
+
+    model_config = SettingsConfigDict(env_prefix="RAG_", extra="forbid", validate_default=True)
+
+    # Where collections live: one folder each.
+    index_dir: Path = Path("indexes")
+
+    # Models. `embedding_model=None` means: the collection's own (or the default for a new one).
+    embedding_model: str | None = None
+    reranker: str = DEFAULT_RERANKER
+    device: Device = "auto"
+    embed_batch_size: int = Field(64, ge=1, le=4096)
+
+    # Chunking, in the embedder's tokens.
+    chunk_tokens: int = Field(240, ge=16, le=8192)
+    chunk_overlap: int = Field(32, ge=0)
+
+    # Index: exact below the threshold, approximate above it (when index_type is "auto").
+    index_type: IndexType = "auto"
+    approx_threshold: int = Field(200_000, ge=1)
+    hnsw_m: int = Field(32, ge=4, le=256)
+    hnsw_ef_construction: int = Field(80, ge=8)
+    hnsw_ef_search: int = Field(128, ge=8)
+    ivf_nprobe: int = Field(16, ge=1)
+    gpu_index: bool = True
+
+    # Search.
+    search_mode: SearchMode = "hybrid"
+    top_k: int = Field(5, ge=1, le=10_000)
+    candidates: int = Field(100, ge=1, le=100_000)
+    rrf_k: int = Field(60, ge=1)
+    rerank: bool = True
+    rerank_depth: int = Field(20, ge=1, le=1000)
+    rerank_max_length: int = Field(256, ge=16, le=4096)
+
+    progress: bool = True
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> Settings:
+        if self.chunk_overlap >= self.chunk_tokens:
+            raise ValueError(
+                f"chunk_overlap ({self.chunk_overlap}) must be smaller than "
+                f"chunk_tokens ({self.chunk_tokens})"
+            )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # First wins: explicit overrides, then the environment, then the TOML file.
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if settings_cls.model_config.get("toml_file") is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls))
+        return tuple(sources)
+
+    @classmethod
+    def load(cls, config_file: Path | None = None, **overrides: Any) -> Settings:
+        """Read settings once: `config_file` (or ./rag.toml when present), env, then overrides."""
+        if config_file is not None and not config_file.is_file():
+            raise ConfigError(f"config file not found: {config_file}")
+        toml_file = config_file or (DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None)
+        given = {key: value for key, value in overrides.items() if value is not None}
+        # A throwaway subclass carries the file path, so no class-level state leaks between loads.
+        config = SettingsConfigDict(**{**cls.model_config, "toml_file": toml_file})
+        bound = type(cls.__name__, (cls,), {"model_config": config})
+        try:
+            return bound(**given)
+        except ValidationError as e:
+            raise ConfigError(_describe(e)) from e
+
+
+def _describe(error: ValidationError) -> str:
+    """Pydantic's multi-line report as one line: the setting, the bad value, what is allowed."""
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(loc) for loc in item["loc"]) or "settings"
+        value = item.get("input")
+        shown = f" (got {value!r})" if value is not None and not isinstance(value, dict) else ""
+        parts.append(f"{where}: {item['msg']}{shown}")
+    return "invalid settings: " + "; ".join(parts)

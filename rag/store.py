@@ -1,0 +1,284 @@
+"""The SQLite store of a collection: documents, chunks and their vectors. The source of truth.
+
+Writes go through two steps so that a killed job never leaves a collection half-changed:
+`stage()` commits one document's chunks and vectors as *staged* (invisible to search, but kept, so a
+rerun resumes instead of re-embedding), and `publish()` swaps every staged document in, replaces
+or prunes the old ones, and bumps the generation, all in one transaction. The FAISS and BM25 files
+are caches stamped with that generation and rebuilt from here when they do not match it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from rag.errors import CollectionError
+from rag.types import Chunk, Document
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (
+    key INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    origin TEXT NOT NULL CHECK (origin IN ('file', 'record')),
+    title TEXT NOT NULL,
+    media_type TEXT NOT NULL,
+    pages INTEGER NOT NULL,
+    empty_pages TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('live', 'staged')),
+    added_at TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS documents_source_state ON documents (source, state);
+CREATE TABLE IF NOT EXISTS chunks (
+    key INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL,
+    document_key INTEGER NOT NULL REFERENCES documents (key) ON DELETE CASCADE,
+    page INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    stop INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    vector BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_document ON chunks (document_key);
+"""
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    """A document row: what is known about an ingested source without its text."""
+
+    key: int
+    id: str
+    source: str
+    origin: str
+    title: str
+    media_type: str
+    pages: int
+    empty_pages: tuple[int, ...]
+    state: str
+    chunks: int
+
+
+class Store:
+    """One SQLite file per collection. Not shared across threads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+        except sqlite3.Error as e:
+            raise CollectionError(f"cannot open {path}: {e}") from e
+        self._db.row_factory = sqlite3.Row
+        # WAL keeps readers working while a job writes; NORMAL is still atomic on a process kill.
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        with self.transaction():
+            # executescript() would COMMIT the open transaction, so run statements one by one.
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?), ('generation', '0')",
+                (str(SCHEMA_VERSION),),
+            )
+        found = int(self._meta("schema_version"))
+        if found != SCHEMA_VERSION:
+            raise CollectionError(
+                f"{path} has schema version {found}; this version of rag reads {SCHEMA_VERSION}"
+            )
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _meta(self, key: str) -> str:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            raise CollectionError(f"{self.path} is missing its '{key}' entry")
+        return str(row["value"])
+
+    @property
+    def generation(self) -> int:
+        """Bumped by every publish that changed something; index files carry it in their names."""
+        return int(self._meta("generation"))
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def document(self, source: str, state: str = "live") -> StoredDocument | None:
+        row = self._db.execute(
+            f"{_DOCUMENT_QUERY} WHERE d.source = ? AND d.state = ? GROUP BY d.key", (source, state)
+        ).fetchone()
+        return _document(row) if row else None
+
+    def documents(self, state: str = "live") -> list[StoredDocument]:
+        rows = self._db.execute(
+            f"{_DOCUMENT_QUERY} WHERE d.state = ? GROUP BY d.key ORDER BY d.source", (state,)
+        )
+        return [_document(row) for row in rows]
+
+    def counts(self) -> tuple[int, int]:
+        """(documents, chunks) that search can see."""
+        row = self._db.execute(
+            "SELECT COUNT(DISTINCT d.key) AS docs, COUNT(c.key) AS chunks FROM documents d "
+            "LEFT JOIN chunks c ON c.document_key = d.key WHERE d.state = 'live'"
+        ).fetchone()
+        return int(row["docs"]), int(row["chunks"])
+
+    def live_vectors(
+        self, dimension: int, batch: int = 50_000
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(keys, vectors) of every live chunk, in batches, in key order."""
+        cursor = self._db.execute(
+            "SELECT c.key, c.vector FROM chunks c JOIN documents d ON d.key = c.document_key "
+            "WHERE d.state = 'live' ORDER BY c.key"
+        )
+        while rows := cursor.fetchmany(batch):
+            keys = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+            vectors = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32)
+            yield keys, vectors.reshape(len(rows), dimension)
+
+    def live_texts(self) -> tuple[np.ndarray, list[str]]:
+        """(keys, texts) of every live chunk, in key order."""
+        rows = self._db.execute(
+            "SELECT c.key, c.text FROM chunks c JOIN documents d ON d.key = c.document_key "
+            "WHERE d.state = 'live' ORDER BY c.key"
+        ).fetchall()
+        keys = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+        return keys, [row[1] for row in rows]
+
+    def chunks(self, keys: Sequence[int]) -> dict[int, Chunk]:
+        """The live chunks with these keys (keys that are gone are left out)."""
+        found: dict[int, Chunk] = {}
+        wanted = [int(key) for key in keys]
+        for start in range(0, len(wanted), 500):
+            part = wanted[start : start + 500]
+            marks = ",".join("?" * len(part))
+            rows = self._db.execute(
+                "SELECT c.key, c.id, d.id AS document_id, d.source, c.page, c.start, c.stop, "
+                "c.text "
+                "FROM chunks c JOIN documents d ON d.key = c.document_key "
+                f"WHERE d.state = 'live' AND c.key IN ({marks})",
+                part,
+            )
+            for row in rows:
+                found[int(row["key"])] = Chunk(
+                    id=row["id"],
+                    document_id=row["document_id"],
+                    source=row["source"],
+                    page=int(row["page"]),
+                    start=int(row["start"]),
+                    end=int(row["stop"]),
+                    text=row["text"],
+                )
+        return found
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def stage(
+        self, document: Document, origin: str, chunks: Sequence[Chunk], vectors: np.ndarray
+    ) -> None:
+        """Commit a document's chunks and vectors as staged: kept, but not yet searchable."""
+        if len(chunks) != len(vectors):
+            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        with self.transaction() as db:
+            db.execute(
+                "DELETE FROM documents WHERE source = ? AND state = 'staged'", (document.source,)
+            )
+            cursor = db.execute(
+                "INSERT INTO documents (id, source, origin, title, media_type, pages, empty_pages,"
+                " state, added_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'staged', ?)",
+                (
+                    document.id,
+                    document.source,
+                    origin,
+                    document.title,
+                    document.media_type,
+                    len(document.pages) + len(document.empty_pages),
+                    json.dumps(list(document.empty_pages)),
+                    datetime.now(UTC).isoformat(timespec="seconds"),
+                ),
+            )
+            document_key = cursor.lastrowid
+            db.executemany(
+                "INSERT INTO chunks (id, document_key, page, start, stop, text, vector)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    (c.id, document_key, c.page, c.start, c.end, c.text, vector.tobytes())
+                    for c, vector in zip(chunks, vectors, strict=True)
+                ),
+            )
+
+    def discard_staged(self, keep: set[str]) -> int:
+        """Drop staged documents left by an earlier job whose sources this job does not adopt."""
+        with self.transaction() as db:
+            sources = [
+                row[0] for row in db.execute("SELECT source FROM documents WHERE state = 'staged'")
+            ]
+            gone = [source for source in sources if source not in keep]
+            db.executemany(
+                "DELETE FROM documents WHERE source = ? AND state = 'staged'",
+                ((source,) for source in gone),
+            )
+        return len(gone)
+
+    def publish(self, remove: Sequence[str] = ()) -> int:
+        """Make every staged document live (replacing older versions) and delete `remove`.
+
+        One transaction: a kill before it commits leaves the collection as it was. Returns the
+        generation, bumped only when something changed.
+        """
+        with self.transaction() as db:
+            staged = [
+                row[0] for row in db.execute("SELECT source FROM documents WHERE state = 'staged'")
+            ]
+            for source in [*staged, *remove]:
+                db.execute("DELETE FROM documents WHERE source = ? AND state = 'live'", (source,))
+            db.execute("UPDATE documents SET state = 'live' WHERE state = 'staged'")
+            if staged or remove:
+                db.execute(
+                    "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'"
+                )
+        return self.generation
+
+
+_DOCUMENT_QUERY = (
+    "SELECT d.*, COUNT(c.key) AS chunk_count FROM documents d "
+    "LEFT JOIN chunks c ON c.document_key = d.key"
+)
+
+
+def _document(row: sqlite3.Row) -> StoredDocument:
+    return StoredDocument(
+        key=int(row["key"]),
+        id=row["id"],
+        source=row["source"],
+        origin=row["origin"],
+        title=row["title"],
+        media_type=row["media_type"],
+        pages=int(row["pages"]),
+        empty_pages=tuple(json.loads(row["empty_pages"])),
+        state=row["state"],
+        chunks=int(row["chunk_count"]),
+    )

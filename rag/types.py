@@ -1,0 +1,107 @@
+"""The values that flow between stages: frozen, small, with short reprs."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+
+def sha256_hex(*parts: str | bytes) -> str:
+    """SHA-256 over the parts, separated so that ("ab", "c") != ("a", "bc")."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode("utf-8") if isinstance(part, str) else part)
+        digest.update(b"\x00")
+    return digest.hexdigest()
+
+
+def _short(text: str, limit: int = 40) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of text as a reader numbers it (from 1)."""
+
+    number: int
+    text: str
+
+    def __repr__(self) -> str:
+        return f"Page({self.number}, {len(self.text)} chars)"
+
+
+@dataclass(frozen=True)
+class Document:
+    """A loaded source: its pages of text and the SHA-256 of its raw content."""
+
+    id: str
+    source: str
+    title: str
+    media_type: str
+    pages: tuple[Page, ...]
+    # Pages that had no extractable text (image-only, scanned): reported, never indexed as empty.
+    empty_pages: tuple[int, ...] = ()
+
+    def __repr__(self) -> str:
+        return f"Document({self.source!r}, {len(self.pages)} pages, id={self.id[:12]})"
+
+    @property
+    def text_chars(self) -> int:
+        return sum(len(page.text) for page in self.pages)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A span of one page of one document: [start, end) character offsets into that page's text."""
+
+    id: str
+    document_id: str
+    source: str
+    page: int
+    start: int
+    end: int
+    text: str
+
+    def __repr__(self) -> str:
+        return (
+            f"Chunk({self.source!r} p{self.page} [{self.start}:{self.end}] {_short(self.text)!r})"
+        )
+
+    @staticmethod
+    def make_id(document_id: str, page: int, start: int, text: str) -> str:
+        """Content-derived id: the same text at the same place always gets the same id."""
+        return sha256_hex(document_id, str(page), str(start), text)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A chunk found by a search, with the score of the last stage that ranked it."""
+
+    chunk: Chunk
+    score: float
+    stage: str
+
+    def __repr__(self) -> str:
+        return f"Hit({self.score:.4f} {self.stage} {self.chunk!r})"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "document": self.chunk.source,
+            "page": self.chunk.page,
+            "chunk_id": self.chunk.id,
+            "score": self.score,
+            "text": self.chunk.text,
+        }
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Hits best first, plus notices a person should see (say: reranking is off, and why)."""
+
+    query: str
+    hits: tuple[Hit, ...]
+    notices: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict[str, object]:
+        return {"hits": [hit.to_json() for hit in self.hits]}
