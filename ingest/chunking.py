@@ -6,6 +6,7 @@ chunks = chunker.split(document)
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
@@ -39,6 +40,9 @@ class Chunker:
             "strip_whitespace": True,
         }
         if tokenizer is not None:
+            # A fast tokenizer keeps padding/truncation state in its Rust backend and each call
+            # resets it: sharing one with the embedder across threads corrupts its batches.
+            tokenizer = copy.deepcopy(tokenizer)
             self._splitter = RecursiveCharacterTextSplitter.from_huggingface_tokenizer(
                 tokenizer, **options
             )

@@ -1,0 +1,87 @@
+"""Shared fixtures: real data from ../shared/data, the packaged MiniLM, a real cross-encoder."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+# Tests never reach for a model hub: models resolve to packaged or local copies.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real test data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def squad_paragraphs(shared_data: Path) -> list[dict[str, object]]:
+    """SQuAD dev paragraphs with their questions: [{title, context, questions: [...]}, ...]."""
+    data = json.loads((shared_data / "squad" / "dev-v1.1.json").read_text())
+    out = []
+    for article in data["data"]:
+        for paragraph in article["paragraphs"]:
+            out.append(
+                {
+                    "title": article["title"],
+                    "context": paragraph["context"],
+                    "questions": [qa["question"] for qa in paragraph["qas"]],
+                }
+            )
+    return out
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    """The real all-MiniLM-L6-v2 bi-encoder (packaged copy), loaded once per test session."""
+    from rag.embedding import SentenceTransformerEmbedder
+
+    embedder = SentenceTransformerEmbedder(MINILM, device="cpu")
+    embedder.embed(["warm up"])
+    return embedder
+
+
+@pytest.fixture(scope="session")
+def cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real sentence-transformers CrossEncoder built from the MiniLM body with a fresh head.
+
+    Untrained, so its scores carry no relevance signal: tests use it for mechanics only.
+    """
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    from rag.models import packaged_path
+
+    torch.manual_seed(0)
+    model = CrossEncoder(str(packaged_path(MINILM)), num_labels=1, device="cpu")
+    folder = tmp_path_factory.mktemp("cross-encoder")
+    model.save(str(folder))
+    return folder
+
+
+@pytest.fixture
+def settings(tmp_path: Path):
+    from rag.settings import Settings
+
+    return Settings.load(index_dir=tmp_path / "indexes", progress=False, device="cpu")
+
+
+def write_squad_docs(folder: Path, paragraphs: list[dict[str, object]], count: int) -> list[Path]:
+    """Write `count` SQuAD paragraphs as Markdown files, one per paragraph."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for n, paragraph in enumerate(paragraphs[:count]):
+        path = folder / f"p{n:03d}.md"
+        path.write_text(f"# {paragraph['title']}\n\n{paragraph['context']}\n")
+        paths.append(path)
+    return paths

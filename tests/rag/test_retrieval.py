@@ -1,0 +1,114 @@
+"""Search with the real MiniLM, BM25 and a real cross-encoder over SQuAD paragraphs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sentence_transformers import CrossEncoder
+
+from ingest.pipeline import IngestJob
+from rag.collection import Collection
+from rag.errors import ConfigError
+from rag.langchain import CollectionRetriever
+from rag.rerank import CrossEncoderReranker, choose_reranker
+from rag.retrieval import Searcher, reciprocal_rank_fusion
+from tests.conftest import write_squad_docs
+
+PARAGRAPHS = 60
+
+
+@pytest.fixture(scope="module")
+def squad_collection(tmp_path_factory, squad_paragraphs, minilm):
+    """60 real SQuAD paragraphs, one Markdown file each, embedded with the packaged MiniLM."""
+    from rag.settings import Settings
+
+    root = tmp_path_factory.mktemp("squad")
+    docs = write_squad_docs(root / "docs", squad_paragraphs, PARAGRAPHS)
+    settings = Settings.load(index_dir=root / "indexes", progress=False, device="cpu")
+    IngestJob(settings, embedder=minilm).run_files("squad", docs)
+    collection = Collection.open(settings.index_dir, "squad")
+    yield collection, settings, docs
+    collection.close()
+
+
+def test_rrf_orders_by_summed_reciprocal_ranks() -> None:
+    fused = reciprocal_rank_fusion([[1, 2, 3], [3, 1]], k=60)
+    assert [key for key, _ in fused] == [1, 3, 2]
+    assert fused[0][1] == pytest.approx(1 / 61 + 1 / 62)
+
+
+@pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
+def test_questions_find_their_paragraph(squad_collection, squad_paragraphs, minilm, mode) -> None:
+    collection, settings, docs = squad_collection
+    searcher = Searcher(collection, settings, embedder=minilm, reranker=None)
+    found = total = 0
+    for n, paragraph in enumerate(squad_paragraphs[:PARAGRAPHS:3]):
+        question = paragraph["questions"][0]
+        hits = searcher.retrieve(question, 5, mode)
+        total += 1
+        found += str(docs[n * 3]) in {hit.chunk.source for hit in hits}
+        assert all(hit.stage == mode for hit in hits)
+    # Many SQuAD paragraphs share an article, so a top-5 hit rate well above chance is the bar.
+    assert found / total >= 0.7, f"{mode}: {found}/{total}"
+
+
+def test_search_without_a_reranker_says_why(squad_collection, minilm) -> None:
+    collection, settings, _ = squad_collection
+    result = Searcher(collection, settings, embedder=minilm).search("Super Bowl 50 winner")
+    assert len(result.hits) == settings.top_k
+    assert any(n.startswith("reranking is off: cross-encoder") for n in result.notices)
+
+
+def test_cross_encoder_reranks_with_its_own_scores(
+    squad_collection, minilm, cross_encoder_dir
+) -> None:
+    collection, settings, _ = squad_collection
+    reranker = CrossEncoderReranker(str(cross_encoder_dir), device="cpu")
+    searcher = Searcher(collection, settings, embedder=minilm, reranker=reranker)
+    query = "Which NFL team represented the AFC at Super Bowl 50?"
+    result = searcher.search(query, top_k=5)
+    assert result.notices == ()
+    assert [hit.stage for hit in result.hits] == ["rerank"] * 5
+    scores = [hit.score for hit in result.hits]
+    assert scores == sorted(scores, reverse=True)
+    # The scores are the cross-encoder's own, for exactly these pairs.
+    model = CrossEncoder(str(cross_encoder_dir), device="cpu")
+    expected = model.predict([(query, hit.chunk.text) for hit in result.hits])
+    assert scores == pytest.approx([float(s) for s in expected], abs=1e-4)
+    # And they re-order the first stage's top candidates.
+    candidates = searcher.retrieve(query, settings.rerank_depth)
+    assert {h.chunk.id for h in result.hits} <= {h.chunk.id for h in candidates}
+
+
+def test_registered_reranker_is_used_by_default(squad_collection, cross_encoder_dir) -> None:
+    choice = choose_reranker(str(cross_encoder_dir), "missing/model", True, "cpu", 256)
+    assert choice.reranker is not None and choice.reason is None
+    off = choose_reranker(None, "missing/model", True, "cpu", 256)
+    assert off.reranker is None and "'missing/model' is not on this machine" in str(off.reason)
+    disabled = choose_reranker(str(cross_encoder_dir), "x", False, "cpu", 256)
+    assert disabled.reranker is None and "disabled" in str(disabled.reason)
+
+
+def test_bad_mode_and_empty_query(squad_collection, minilm) -> None:
+    collection, settings, _ = squad_collection
+    searcher = Searcher(collection, settings, embedder=minilm, reranker=None)
+    with pytest.raises(
+        ConfigError, match=r"unknown search mode 'fuzzy' \(valid: dense, bm25, hybrid\)"
+    ):
+        searcher.retrieve("x", 3, "fuzzy")
+    with pytest.raises(ConfigError, match="the query is empty"):
+        searcher.retrieve("   ", 3)
+
+
+def test_langchain_retriever(squad_collection, minilm, squad_paragraphs) -> None:
+    collection, settings, docs = squad_collection
+    retriever = CollectionRetriever(
+        searcher=Searcher(collection, settings, embedder=minilm, reranker=None), top_k=3
+    )
+    question = squad_paragraphs[0]["questions"][0]
+    found = retriever.invoke(question)
+    assert len(found) == 3
+    assert found[0].metadata["source"] == str(docs[0])
+    assert found[0].metadata["page"] == 1 and found[0].page_content
+    assert Path(found[0].metadata["source"]).exists()
