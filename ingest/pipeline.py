@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import shutil
 import sys
 import time
@@ -96,11 +97,12 @@ def discover(paths: Sequence[Path]) -> list[Path]:
             found.extend(inside)
         else:
             found.append(path)
-    # The same file named twice (directly and through its folder) is ingested once.
+    # Sources are absolute (the same file from two working directories is one document) but keep
+    # the user's symlinks; the same file named twice (say, directly and through its folder) once.
     unique: dict[Path, Path] = {}
     for path in found:
-        unique.setdefault(path.resolve(), path)
-    return list(unique)
+        unique.setdefault(path.resolve(), Path(os.path.abspath(path)))
+    return list(unique.values())
 
 
 def file_sources(paths: Sequence[Path]) -> list[Source]:

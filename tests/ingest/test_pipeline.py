@@ -186,3 +186,21 @@ def test_beir_records_and_prune(settings, shared_data: Path, tmp_path: Path) -> 
     fewer = list(data.documents())[:40]
     again = job(settings).run("mini", document_sources(fewer), prune=True)
     assert (again.unchanged, again.pruned) == (40, 10)
+
+
+def test_sources_are_absolute_keep_symlinks_and_dedupe(
+    settings, tmp_path: Path, squad_paragraphs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_squad_docs(tmp_path / "docs", squad_paragraphs, 2)
+    (tmp_path / "link").symlink_to(tmp_path / "docs")
+    monkeypatch.chdir(tmp_path)
+    # A folder and a file inside it: the file is ingested once.
+    report = job(settings).run_files("c", [Path("link"), Path("link/p000.md")])
+    assert report.added == 2
+    collection = Collection.open(settings.index_dir, "c")
+    sources = {d.source for d in collection.store.documents()}
+    collection.close()
+    assert sources == {str(tmp_path / "link" / "p000.md"), str(tmp_path / "link" / "p001.md")}
+    # From another working directory the same files are the same documents.
+    monkeypatch.chdir(tmp_path / "docs")
+    assert job(settings).run_files("c", [Path("../link")]).unchanged == 2
