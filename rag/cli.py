@@ -9,16 +9,17 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import click
 
 from rag.errors import RagError
 from rag.index import INDEX_BUILDERS
 from rag.retrieval import SEARCH_MODES
-from rag.settings import Settings
+from rag.settings import LLMBackendName, Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
+LLM_BACKEND_NAMES: tuple[str, ...] = get_args(LLMBackendName)
 
 
 def _quiet_libraries(verbose: bool) -> None:
@@ -170,6 +171,62 @@ def search(
         text = " ".join(hit.chunk.text.split())
         click.echo(f"{rank}. [{hit.score:.4f}] {hit.chunk.source} (page {hit.chunk.page})")
         click.echo(f"   {text[:400]}{'…' if len(text) > 400 else ''}")
+
+
+@cli.command()
+@click.argument("question")
+@click.option("-c", "--collection", required=True, help="Collection to answer from.")
+@click.option("--backend", "llm_backend", type=click.Choice(LLM_BACKEND_NAMES), help="LLM backend.")
+@click.option("--model", "llm_model", help="LLM model name (openai) or folder (transformers).")
+@click.option(
+    "--base-url", "llm_base_url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1."
+)
+@click.option("--mode", "search_mode", type=click.Choice(SEARCH_MODES), help="Retrieval mode.")
+@click.option("--rerank/--no-rerank", default=None, help="Rerank with the cross-encoder.")
+@click.option("--json", "as_json", is_flag=True, help="Print the answer record as JSON.")
+@settings_options
+def ask(
+    question: str, collection: str, as_json: bool, config_file: Path | None, **overrides: Any
+) -> None:
+    """Answer QUESTION from a collection, citing numbered sources."""
+    from rag.collection import Collection
+    from rag.generation import make_llm
+    from rag.pipeline import Answerer
+    from rag.retrieval import Searcher
+    from rag.types import AnswerDone, AnswerToken
+
+    settings = load_settings(config_file, **overrides)
+    opened = Collection.open(settings.index_dir, collection)
+    try:
+        answerer = Answerer(Searcher(opened, settings), make_llm(settings), settings)
+        answer = None
+        for event in answerer.stream(question):
+            if isinstance(event, AnswerToken) and not as_json:
+                click.echo(event.text, nl=False)
+            elif isinstance(event, AnswerDone):
+                answer = event.answer
+    finally:
+        opened.close()
+    if answer is None:  # the stream always ends with AnswerDone; this keeps types honest
+        raise RagError("no answer was produced")
+    for notice in answer.notices:
+        click.echo(notice, err=True)
+    if as_json:
+        click.echo(json.dumps(answer.to_json(), ensure_ascii=False, indent=2))
+        return
+    if answer.refused:
+        click.echo(answer.text)
+        return
+    click.echo("\n")
+    unsupported = [s for s in answer.sentences if not s.supported]
+    for citation in answer.citations:
+        text = " ".join(citation.chunk.text.split())
+        click.echo(f"[{citation.n}] {citation.chunk.source} (page {citation.chunk.page})")
+        click.echo(f"    {text[:300]}{'…' if len(text) > 300 else ''}")
+    if unsupported:
+        click.echo(f"\n{len(unsupported)} sentence(s) not supported by their cited sources:")
+        for sentence in unsupported:
+            click.echo(f"  - {sentence.text} (support {sentence.support:.2f})")
 
 
 @cli.group()

@@ -30,3 +30,7 @@ class LoadError(RagError):
         super().__init__(f"{source}: {reason}")
         self.source = source
         self.reason = reason
+
+
+class GenerationError(RagError):
+    """The LLM backend failed: endpoint down, timed out, refused the request, or bad output."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,6 +22,7 @@ DEFAULT_CONFIG_FILE = Path("rag.toml")
 SearchMode = Literal["dense", "bm25", "hybrid"]
 IndexType = Literal["auto", "flat", "hnsw", "ivf"]
 Device = Literal["auto", "cpu", "cuda"]
+LLMBackendName = Literal["embedded", "openai", "transformers"]
 
 
 class Settings(BaseSettings):
@@ -59,6 +60,24 @@ class Settings(BaseSettings):
     rerank: bool = True
     rerank_depth: int = Field(20, ge=1, le=1000)
     rerank_max_length: int = Field(256, ge=16, le=4096)
+
+    # Answers. "embedded" is the packaged SmolLM2-135M (offline default, weak); "openai" is any
+    # OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp server, OpenAI); "transformers" is a
+    # causal LM folder on disk.
+    llm_backend: LLMBackendName = "embedded"
+    llm_model: str | None = None
+    llm_base_url: str | None = None
+    # Secrets come only from the environment (RAG_LLM_API_KEY or OPENAI_API_KEY), never a file.
+    llm_api_key: SecretStr | None = Field(None, exclude=True)
+    llm_timeout: float = Field(60.0, gt=0)
+    llm_max_retries: int = Field(2, ge=0, le=10)
+    llm_max_tokens: int = Field(384, ge=1, le=32_768)
+    llm_temperature: float = Field(0.0, ge=0.0, le=2.0)
+    llm_concurrency: int = Field(4, ge=1, le=256)
+    context_chunks: int = Field(5, ge=1, le=50)
+    # Calibrated on SQuAD dev by benchmarks/calibrate_thresholds.py (see docs/answers.md).
+    min_evidence: float = Field(0.35, ge=-1.0, le=1.0)
+    min_support: float = Field(0.5, ge=0.0, le=1.0)
 
     progress: bool = True
 

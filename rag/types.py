@@ -105,3 +105,98 @@ class SearchResult:
 
     def to_json(self) -> dict[str, object]:
         return {"hits": [hit.to_json() for hit in self.hits]}
+
+
+@dataclass(frozen=True)
+class Citation:
+    """Source [n] as the answer cites it: where it is and what it says."""
+
+    n: int
+    chunk: Chunk
+    score: float
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "n": self.n,
+            "document": self.chunk.source,
+            "page": self.chunk.page,
+            "chunk_id": self.chunk.id,
+            "text": self.chunk.text,
+        }
+
+
+@dataclass(frozen=True)
+class SentenceCheck:
+    """One answer sentence, the sources it cites, and how well they support it (0..1)."""
+
+    text: str
+    citations: tuple[int, ...]
+    support: float
+    supported: bool
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "text": self.text,
+            "citations": list(self.citations),
+            "support": round(self.support, 4),
+            "supported": self.supported,
+        }
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A grounded answer: its text with [n] markers, the sources it cites, and their checks."""
+
+    question: str
+    query: str
+    text: str
+    refused: bool
+    sources: tuple[Citation, ...]
+    citations: tuple[Citation, ...]
+    sentences: tuple[SentenceCheck, ...]
+    timings: dict[str, float] = field(default_factory=dict)
+    usage: dict[str, int] | None = None
+    dropped_citations: tuple[int, ...] = ()
+    notices: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        cited = len(self.citations)
+        return f"Answer({_short(self.text, 60)!r}, refused={self.refused}, {cited} cited)"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "question": self.question,
+            "query": self.query,
+            "answer": self.text,
+            "refused": self.refused,
+            "citations": [c.to_json() for c in self.citations],
+            "sentences": [s.to_json() for s in self.sentences],
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+            "usage": self.usage,
+            "dropped_citations": list(self.dropped_citations),
+            "notices": list(self.notices),
+        }
+
+
+@dataclass(frozen=True)
+class SourcesFound:
+    """Stream event: the passages the answer will be written from (before any token)."""
+
+    sources: tuple[Citation, ...]
+
+
+@dataclass(frozen=True)
+class AnswerToken:
+    """Stream event: a piece of the answer text as the LLM writes it."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class AnswerDone:
+    """Stream event, always last: the finished, parsed and verified answer."""
+
+    answer: Answer
+
+
+AnswerEvent = SourcesFound | AnswerToken | AnswerDone

@@ -1,0 +1,206 @@
+"""The query pipeline, top to bottom: rewrite -> retrieve -> rerank -> generate -> verify.
+
+answerer = Answerer(searcher, make_llm(settings), settings)
+answer = answerer.ask("Who won Super Bowl 50?")
+for event in answerer.stream("And who did they beat?", history=[...]):
+    ...  # SourcesFound, then AnswerToken..., then AnswerDone
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import PurePath
+
+import numpy as np
+
+from rag.generation import LLM, Delta, Done, Message, complete
+from rag.retrieval import Searcher
+from rag.settings import Settings
+from rag.templates import render
+from rag.types import (
+    Answer,
+    AnswerDone,
+    AnswerEvent,
+    AnswerToken,
+    Citation,
+    Hit,
+    SourcesFound,
+)
+from rag.verification import CITATION, BiEncoderVerifier, Verifier, check_sentences, cited_numbers
+
+logger = logging.getLogger(__name__)
+
+REFUSAL_MARKER = "NOT_FOUND"
+REFUSAL_TEXT = "The documents do not contain an answer to this question."
+MAX_SENTENCES = 4
+
+
+class Answerer:
+    """Grounded, cited answers from one collection's searcher and one LLM."""
+
+    def __init__(
+        self,
+        searcher: Searcher,
+        llm: LLM,
+        settings: Settings,
+        verifier: Verifier | None = None,
+    ) -> None:
+        self.searcher = searcher
+        self.llm = llm
+        self.settings = settings
+        self.verifier = verifier or BiEncoderVerifier(searcher.embedder)
+
+    def ask(self, question: str, history: Sequence[Message] = ()) -> Answer:
+        """The finished answer (the stream, drained)."""
+        for event in self.stream(question, history):
+            if isinstance(event, AnswerDone):
+                return event.answer
+        raise AssertionError("the answer stream ended without AnswerDone")  # a bug, not input
+
+    def stream(self, question: str, history: Sequence[Message] = ()) -> Iterator[AnswerEvent]:
+        """Sources first, then tokens as the LLM writes them, then the checked answer."""
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        query = self.rewrite(question, history) if history else question
+        timings["rewrite_s"] = time.perf_counter() - started
+
+        clock = time.perf_counter()
+        result = self.searcher.search(query, top_k=self.settings.context_chunks)
+        sources = tuple(
+            Citation(n, hit.chunk, hit.score) for n, hit in enumerate(result.hits, start=1)
+        )
+        evidence = self.evidence(query, list(result.hits))
+        timings["retrieve_s"] = time.perf_counter() - clock
+        yield SourcesFound(sources)
+
+        def finish(text: str, refused: bool, **extra: object) -> AnswerDone:
+            timings["total_s"] = time.perf_counter() - started
+            answer = Answer(
+                question=question,
+                query=query,
+                text=text,
+                refused=refused,
+                sources=sources,
+                citations=(),
+                sentences=(),
+                timings=timings,
+                notices=result.notices,
+            )
+            return AnswerDone(_replace(answer, **extra))
+
+        if not sources or evidence < self.settings.min_evidence:
+            # Too little support to ask the LLM: it would only invent an answer.
+            logger.info("refusing: evidence %.3f < %.3f", evidence, self.settings.min_evidence)
+            yield finish(REFUSAL_TEXT, True)
+            return
+
+        messages = self.messages(question, sources)
+        clock = time.perf_counter()
+        parts: list[str] = []
+        usage = None
+        for event in self.llm.stream(
+            messages,
+            max_tokens=self.settings.llm_max_tokens,
+            temperature=self.settings.llm_temperature,
+        ):
+            if isinstance(event, Delta) and event.text:
+                if not parts:
+                    timings["first_token_s"] = time.perf_counter() - started
+                parts.append(event.text)
+                yield AnswerToken(event.text)
+            elif isinstance(event, Done) and event.usage is not None:
+                usage = {
+                    "prompt_tokens": event.usage.prompt_tokens,
+                    "completion_tokens": event.usage.completion_tokens,
+                }
+        timings["generate_s"] = time.perf_counter() - clock
+        raw = "".join(parts).strip()
+        if not raw or raw.upper().startswith(REFUSAL_MARKER) or raw.strip(". ") == REFUSAL_MARKER:
+            yield finish(REFUSAL_TEXT, True, usage=usage)
+            return
+
+        text, dropped = drop_unknown_citations(raw, len(sources))
+        clock = time.perf_counter()
+        passages = {c.n: c.chunk.text for c in sources}
+        checks = check_sentences(text, passages, self.verifier, self.settings.min_support)
+        timings["verify_s"] = time.perf_counter() - clock
+        cited = [c for c in sources if c.n in cited_numbers(text)]
+        notices = list(result.notices)
+        if dropped:
+            listed = ", ".join(f"[{n}]" for n in dropped)
+            notices.append(f"dropped citations to sources that were not given: {listed}")
+        yield finish(
+            text,
+            False,
+            citations=tuple(cited),
+            sentences=tuple(checks),
+            usage=usage,
+            dropped_citations=dropped,
+            notices=tuple(notices),
+        )
+
+    def rewrite(self, question: str, history: Sequence[Message]) -> str:
+        """A follow-up question as a standalone query, written by the LLM from the conversation."""
+        turns = "\n".join(f"{m.role}: {m.content}" for m in history[-6:])
+        prompt = render("rewrite", history=turns, question=question)
+        try:
+            text, _ = complete(self.llm, [Message("user", prompt)], max_tokens=64, temperature=0.0)
+        except Exception:  # a failed rewrite falls back to the question as asked
+            logger.warning(
+                "query rewrite failed; searching with the question as asked", exc_info=True
+            )
+            return question
+        rewritten = text.strip().strip('"').splitlines()[0].strip() if text.strip() else ""
+        # A weak model sometimes answers instead of rewriting: keep the rewrite only if plausible.
+        if not rewritten or len(rewritten) > 4 * len(question) + 200:
+            return question
+        return rewritten
+
+    def evidence(self, query: str, hits: list[Hit]) -> float:
+        """Best bi-encoder cosine between the query and the retrieved chunks (0 when none)."""
+        if not hits:
+            return 0.0
+        vectors = self.searcher.embedder.embed([query, *(hit.chunk.text for hit in hits)])
+        return float(np.max(vectors[1:] @ vectors[0]))
+
+    def messages(self, question: str, sources: Sequence[Citation]) -> list[Message]:
+        """System rules, then the numbered sources and the question in the user turn."""
+        blocks = "\n\n".join(
+            render(
+                "source",
+                n=c.n,
+                document=PurePath(c.chunk.source).name or c.chunk.source,
+                page=c.chunk.page,
+                # Source text may not close its own quote block and pose as the prompt.
+                text=c.chunk.text.replace(">>>", "> > >").replace("<<<", "< < <"),
+            )
+            for c in sources
+        )
+        system = render("answer_system", refusal_marker=REFUSAL_MARKER, max_sentences=MAX_SENTENCES)
+        return [
+            Message("system", system),
+            Message("user", render("answer_user", sources=blocks, question=question)),
+        ]
+
+
+def drop_unknown_citations(text: str, count: int) -> tuple[str, tuple[int, ...]]:
+    """Remove citations to sources outside 1..count; return the text and what was dropped."""
+    dropped: list[int] = []
+
+    def keep_known(match: re.Match[str]) -> str:
+        numbers = [int(n) for n in re.split(r"\s*[,;]\s*", match.group(1))]
+        known = [n for n in numbers if 1 <= n <= count]
+        dropped.extend(n for n in numbers if not 1 <= n <= count and n not in dropped)
+        return f"[{', '.join(map(str, known))}]" if known else ""
+
+    cleaned = CITATION.sub(keep_known, text)
+    return re.sub(r"\s+([.,;])", r"\1", re.sub(r"[ \t]{2,}", " ", cleaned)).strip(), tuple(dropped)
+
+
+def _replace(answer: Answer, **changes: object) -> Answer:
+    from dataclasses import replace
+
+    return replace(answer, **changes)  # type: ignore[arg-type]
