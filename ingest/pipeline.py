@@ -32,6 +32,7 @@ from rag.embedding import Embedder, SentenceTransformerEmbedder
 from rag.errors import CollectionError, LoadError, RagError
 from rag.retrieval import index_params
 from rag.settings import DEFAULT_EMBEDDER, Settings
+from rag.store import Store
 from rag.types import Chunk, Document
 
 logger = logging.getLogger(__name__)
@@ -197,7 +198,6 @@ class IngestJob:
         collection.check_embedder(self.settings.embedding_model)
         embedder = self._get_embedder(collection.embedder.name)
         collection.check_embedder(embedder.name)
-        chunker = self._get_chunker(collection.manifest["chunking"], embedder)
         store = collection.store
         report = IngestReport(collection.name)
 
@@ -214,6 +214,10 @@ class IngestJob:
             else:
                 todo.append(source)
         store.discard_staged(keep=adopt)
+        if not todo:
+            # Nothing to load or embed: publish adopted work without loading the model at all.
+            return _publish(store, sources, prune, report)
+        chunker = self._get_chunker(collection.manifest["chunking"], embedder)
 
         bar = tqdm(
             total=len(sources),
@@ -226,9 +230,9 @@ class IngestJob:
         clock = time.perf_counter()
         batch: list[_Prepared] = []
         batch_chunks = 0
-        limit = 8 * self.settings.embed_batch_size
+        least, limit = self.settings.embed_batch_size, 8 * self.settings.embed_batch_size
         with bar, ThreadPoolExecutor(max_workers=1, thread_name_prefix="load") as pool:
-            for prepared in _prefetch(pool, todo, chunker):
+            for prepared, more_ready in _prefetch(pool, todo, chunker):
                 if prepared.error is not None:
                     report.failed.append((prepared.source.name, prepared.error))
                     bar.write(f"failed: {prepared.source.name}: {prepared.error}", file=sys.stderr)
@@ -236,25 +240,15 @@ class IngestJob:
                     continue
                 batch.append(prepared)
                 batch_chunks += len(prepared.chunks)
-                if batch_chunks >= limit:
+                # Embed as soon as a batch's worth is waiting and the loader has nothing more
+                # ready: long embed calls would starve the loader (it runs at most PREFETCH
+                # sources ahead) and a late first call leaves the model idle while it loads.
+                if batch_chunks >= limit or (batch_chunks >= least and not more_ready):
                     self._embed_and_stage(batch, embedder, collection, report, bar, clock)
                     batch, batch_chunks = [], 0
             self._embed_and_stage(batch, embedder, collection, report, bar, clock)
 
-        removed: list[str] = []
-        if prune:
-            wanted = {source.name for source in sources}
-            for doc in store.documents():
-                gone = (
-                    not Path(doc.source).exists()
-                    if doc.origin == "file"
-                    else doc.source not in wanted
-                )
-                if gone:
-                    removed.append(doc.source)
-        store.publish(remove=removed)
-        report.pruned = len(removed)
-        return report
+        return _publish(store, sources, prune, report)
 
     def _embed_and_stage(
         self,
@@ -297,6 +291,24 @@ class IngestJob:
             bar.update(1)
 
 
+def _publish(
+    store: Store, sources: list[Source], prune: bool, report: IngestReport
+) -> IngestReport:
+    """Publish the staged work; with `prune`, also remove documents whose sources are gone."""
+    removed: list[str] = []
+    if prune:
+        wanted = {source.name for source in sources}
+        for doc in store.documents():
+            gone = (
+                not Path(doc.source).exists() if doc.origin == "file" else doc.source not in wanted
+            )
+            if gone:
+                removed.append(doc.source)
+    store.publish(remove=removed)
+    report.pruned = len(removed)
+    return report
+
+
 def _prepare(source: Source, chunker: Chunker) -> _Prepared:
     try:
         document = source.load()
@@ -313,8 +325,9 @@ def _prepare(source: Source, chunker: Chunker) -> _Prepared:
 
 def _prefetch(
     pool: ThreadPoolExecutor, sources: list[Source], chunker: Chunker
-) -> Iterator[_Prepared]:
-    """Load and chunk up to PREFETCH sources ahead of the consumer, in order."""
+) -> Iterator[tuple[_Prepared, bool]]:
+    """Load and chunk up to PREFETCH sources ahead of the consumer, in order; each comes with
+    whether the next one is ready already."""
     pending: deque[Future[_Prepared]] = deque()
     queue = iter(sources)
     for source in queue:
@@ -322,10 +335,11 @@ def _prefetch(
         if len(pending) >= PREFETCH:
             break
     while pending:
-        yield pending.popleft().result()
+        prepared = pending.popleft().result()
         for source in queue:
             pending.append(pool.submit(_prepare, source, chunker))
             break
+        yield prepared, bool(pending) and pending[0].done()
 
 
 def _empty_pages_note(document: Document) -> str:

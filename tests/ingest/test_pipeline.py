@@ -204,3 +204,14 @@ def test_sources_are_absolute_keep_symlinks_and_dedupe(
     # From another working directory the same files are the same documents.
     monkeypatch.chdir(tmp_path / "docs")
     assert job(settings).run_files("c", [Path("../link")]).unchanged == 2
+
+
+def test_nothing_to_do_loads_no_model(settings, tmp_path: Path, squad_paragraphs, minilm) -> None:
+    from rag.embedding import SentenceTransformerEmbedder
+
+    docs = write_squad_docs(tmp_path / "docs", squad_paragraphs, 2)
+    IngestJob(settings, embedder=minilm).run_files("c", docs)
+    fresh = SentenceTransformerEmbedder(minilm.name, device="cpu")
+    report = IngestJob(settings, embedder=fresh).run_files("c", docs)
+    assert report.unchanged == 2
+    assert fresh._model is None  # an unchanged collection costs no model load
