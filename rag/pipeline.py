@@ -127,7 +127,8 @@ class Answerer:
         passages = {c.n: c.chunk.text for c in sources}
         checks = check_sentences(text, passages, self.verifier, self.settings.min_support)
         timings["verify_s"] = time.perf_counter() - clock
-        cited = [c for c in sources if c.n in cited_numbers(text)]
+        cited_ns = set(cited_numbers(text)) | {n for check in checks for n in check.citations}
+        cited = [c for c in sources if c.n in cited_ns]
         notices = list(result.notices)
         if dropped:
             listed = ", ".join(f"[{n}]" for n in dropped)

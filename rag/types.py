@@ -133,6 +133,8 @@ class SentenceCheck:
     citations: tuple[int, ...]
     support: float
     supported: bool
+    # True when the LLM cited nothing and the verifier found the supporting source itself.
+    inferred: bool = False
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -140,6 +142,7 @@ class SentenceCheck:
             "citations": list(self.citations),
             "support": round(self.support, 4),
             "supported": self.supported,
+            "inferred": self.inferred,
         }
 
 

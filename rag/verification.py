@@ -82,11 +82,22 @@ def _windows(passage: str) -> list[str]:
 def check_sentences(
     answer: str, passages: Mapping[int, str], verifier: Verifier, threshold: float
 ) -> list[SentenceCheck]:
-    """Score every sentence of `answer` against the passages it cites (uncited: support 0)."""
+    """Score every sentence of `answer` against the passages it cites.
+
+    A sentence the LLM left uncited (small models often do) is scored against each passage; when
+    one supports it, that passage becomes its citation, marked as inferred by the verifier.
+    """
     checks = []
     for sentence in split_sentences(answer):
         numbers = tuple(n for n in cited_numbers(sentence) if n in passages)
         claim = CITATION.sub("", sentence).strip()
-        score = verifier.support(claim, [passages[n] for n in numbers]) if numbers else 0.0
-        checks.append(SentenceCheck(sentence, numbers, score, score >= threshold))
+        if numbers:
+            score = verifier.support(claim, [passages[n] for n in numbers])
+            checks.append(SentenceCheck(sentence, numbers, score, score >= threshold))
+            continue
+        scored = [(verifier.support(claim, [text]), n) for n, text in passages.items()]
+        score, best = max(scored, default=(0.0, 0))
+        supported = score >= threshold
+        found = (best,) if supported else ()
+        checks.append(SentenceCheck(sentence, found, score, supported, inferred=supported))
     return checks

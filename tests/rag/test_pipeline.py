@@ -149,6 +149,20 @@ def test_citations_to_unknown_sources_are_dropped_and_flagged(squad, minilm) -> 
     assert answer.sentences[1].citations == () and not answer.sentences[1].supported
 
 
+def test_uncited_sentence_gets_the_source_that_supports_it(squad, minilm) -> None:
+    collection, settings = squad
+    searcher = Searcher(collection, settings, embedder=minilm)
+    question = "Which team won Super Bowl 50?"
+    top = searcher.search(question, top_k=1).hits[0].chunk.text
+    first = split_sentences(top)[0]
+    llm = ScriptedLLM(f"{first} Also, the moon is made of green cheese.")
+    answer = Answerer(searcher, llm, settings).ask(question)
+    grounded, invented = answer.sentences
+    assert grounded.inferred and grounded.supported and grounded.citations == (1,)
+    assert not invented.supported and invented.citations == () and not invented.inferred
+    assert [c.n for c in answer.citations] == [1]
+
+
 def test_unsupported_sentences_are_marked(squad, minilm) -> None:
     collection, settings = squad
     searcher = Searcher(collection, settings, embedder=minilm)
@@ -212,7 +226,7 @@ def test_rag_ask_json_against_the_loopback_server(squad, tmp_path: Path) -> None
     assert {"answer", "refused", "citations", "sentences", "timings", "usage"} <= set(payload)
     assert payload["refused"] is False
     assert set(payload["citations"][0]) == {"n", "document", "page", "chunk_id", "text"}
-    assert set(payload["sentences"][0]) == {"text", "citations", "support", "supported"}
+    assert set(payload["sentences"][0]) == {"text", "citations", "support", "supported", "inferred"}
 
 
 def test_rag_ask_endpoint_down_is_one_line(squad) -> None:
