@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     context_chunks: int = Field(5, ge=1, le=50)
     # Calibrated on SQuAD dev by benchmarks/calibrate_thresholds.py (see docs/answers.md).
     min_evidence: float = Field(0.35, ge=-1.0, le=1.0)
-    min_support: float = Field(0.5, ge=0.0, le=1.0)
+    min_support: float = Field(0.46, ge=0.0, le=1.0)
 
     progress: bool = True
 
