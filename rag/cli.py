@@ -229,6 +229,57 @@ def ask(
             click.echo(f"  - {sentence.text} (support {sentence.support:.2f})")
 
 
+@cli.command()
+@click.argument("questions", type=click.Path(path_type=Path))
+@click.option("-c", "--collection", required=True, help="Collection to answer from.")
+@click.option(
+    "-o",
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Answers file (JSONL); a CSV summary is written beside it.",
+)
+@click.option(
+    "--concurrency", "llm_concurrency", type=int, help="Questions in flight at once (default 4)."
+)
+@click.option("--backend", "llm_backend", type=click.Choice(LLM_BACKEND_NAMES), help="LLM backend.")
+@click.option("--model", "llm_model", help="LLM model name (openai) or folder (transformers).")
+@click.option("--base-url", "llm_base_url", help="OpenAI-compatible endpoint.")
+@click.option("--no-progress", is_flag=True)
+@settings_options
+def batch(
+    questions: Path,
+    collection: str,
+    out: Path,
+    no_progress: bool,
+    config_file: Path | None,
+    **overrides: Any,
+) -> None:
+    """Answer every question in QUESTIONS (JSONL or CSV: id, question[, answer, document, page]).
+
+    Resumable: run it again and questions already in OUT are skipped.
+    """
+    from rag.batch import read_questions, run_batch
+    from rag.collection import Collection
+    from rag.generation import make_llm
+    from rag.pipeline import Answerer
+    from rag.retrieval import Searcher
+
+    settings = load_settings(config_file, progress=False if no_progress else None, **overrides)
+    items = read_questions(questions)
+    opened = Collection.open(settings.index_dir, collection)
+    try:
+        answerer = Answerer(Searcher(opened, settings), make_llm(settings), settings)
+        report = run_batch(answerer, items, out, settings.llm_concurrency, settings.progress)
+    finally:
+        opened.close()
+    for qid, error in report.errors[:20]:
+        click.echo(f"failed: {qid}: {error}", err=True)
+    click.echo(report.summary())
+    if report.failed:
+        sys.exit(1)
+
+
 @cli.group()
 def collections() -> None:
     """List, inspect and delete collections."""

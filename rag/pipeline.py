@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import PurePath
@@ -52,6 +53,9 @@ class Answerer:
         self.llm = llm
         self.settings = settings
         self.verifier = verifier or BiEncoderVerifier(searcher.embedder)
+        # Retrieval, evidence and verification use local models and one SQLite connection: one
+        # thread at a time. Only the LLM calls, the slow part, overlap when threads share this.
+        self._local = threading.Lock()
 
     def ask(self, question: str, history: Sequence[Message] = ()) -> Answer:
         """The finished answer (the stream, drained)."""
@@ -68,11 +72,12 @@ class Answerer:
         timings["rewrite_s"] = time.perf_counter() - started
 
         clock = time.perf_counter()
-        result = self.searcher.search(query, top_k=self.settings.context_chunks)
+        with self._local:
+            result = self.searcher.search(query, top_k=self.settings.context_chunks)
+            evidence = self.evidence(query, list(result.hits))
         sources = tuple(
             Citation(n, hit.chunk, hit.score) for n, hit in enumerate(result.hits, start=1)
         )
-        evidence = self.evidence(query, list(result.hits))
         timings["retrieve_s"] = time.perf_counter() - clock
         yield SourcesFound(sources)
 
@@ -125,7 +130,8 @@ class Answerer:
         text, dropped = drop_unknown_citations(raw, len(sources))
         clock = time.perf_counter()
         passages = {c.n: c.chunk.text for c in sources}
-        checks = check_sentences(text, passages, self.verifier, self.settings.min_support)
+        with self._local:
+            checks = check_sentences(text, passages, self.verifier, self.settings.min_support)
         timings["verify_s"] = time.perf_counter() - clock
         cited_ns = set(cited_numbers(text)) | {n for check in checks for n in check.citations}
         cited = [c for c in sources if c.n in cited_ns]

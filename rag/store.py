@@ -75,7 +75,11 @@ class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            self._db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+            # Callers that share a store across threads serialise access themselves (the batch
+            # runner and the UI do); sqlite's own serialized mode keeps the connection safe.
+            self._db = sqlite3.connect(
+                path, isolation_level=None, timeout=30.0, check_same_thread=False
+            )
         except sqlite3.Error as e:
             raise CollectionError(f"cannot open {path}: {e}") from e
         self._db.row_factory = sqlite3.Row

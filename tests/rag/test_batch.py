@@ -1,0 +1,181 @@
+"""`rag batch`: concurrent, resumable, and a killed job loses no finished answer."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ingest.pipeline import IngestJob
+from rag.batch import Question, finished_ids, read_questions, run_batch
+from rag.collection import Collection
+from rag.errors import ConfigError
+from rag.generation import OpenAICompatibleLLM
+from rag.pipeline import Answerer
+from rag.retrieval import Searcher
+from rag.settings import Settings
+from tests.conftest import write_squad_docs
+from tests.servers.openai_compat import OpenAICompatServer
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, squad_paragraphs, minilm):
+    root = tmp_path_factory.mktemp("batch")
+    docs = write_squad_docs(root / "docs", squad_paragraphs, 20)
+    settings = Settings.load(index_dir=root / "idx", progress=False, device="cpu", rerank=False)
+    IngestJob(settings, embedder=minilm).run_files("squad", docs)
+    questions = [
+        Question(f"q{n}", str(p["questions"][0]), answer=None)
+        for n, p in enumerate(squad_paragraphs[:20:2])
+    ]
+    collection = Collection.open(settings.index_dir, "squad")
+    yield settings, collection, questions
+    collection.close()
+
+
+def answerer_for(setup, minilm, server: OpenAICompatServer, retries: int = 2) -> Answerer:
+    settings, collection, _ = setup
+    llm_settings = settings.model_copy(
+        update={
+            "llm_base_url": server.base_url,
+            "llm_model": "test/echo",
+            "llm_max_retries": retries,
+        }
+    )
+    llm = OpenAICompatibleLLM.from_settings(llm_settings)
+    return Answerer(Searcher(collection, settings, embedder=minilm), llm, settings)
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_read_questions_jsonl_and_csv(tmp_path: Path) -> None:
+    jsonl = tmp_path / "q.jsonl"
+    jsonl.write_text(
+        '{"id": "a", "question": "Who?"}\n\n{"id": 2, "question": "Why?", "page": 3}\n'
+    )
+    assert [q.id for q in read_questions(jsonl)] == ["a", "2"]
+    assert read_questions(jsonl)[1].page == 3
+    table = tmp_path / "q.csv"
+    table.write_text("id,question,answer\nx,What is it?,a thing\n")
+    assert read_questions(table) == [Question("x", "What is it?", answer="a thing")]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("q.jsonl", '{"id": "a"}\n', r"q.jsonl line 1: needs both 'id' and 'question'"),
+        (
+            "q.jsonl",
+            '{"id": "a", "question": "x"}\n{"id": "a", "question": "y"}\n',
+            "line 2: duplicate id 'a'",
+        ),
+        ("q.jsonl", "{not json\n", r"q.jsonl line 1: not JSON"),
+        ("q.txt", "x", r"unsupported question file 'q.txt' \(use .jsonl, .csv\)"),
+        ("q.jsonl", "\n", "holds no questions"),
+    ],
+)
+def test_bad_question_files(tmp_path: Path, name: str, content: str, message: str) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(ConfigError, match=message):
+        read_questions(path)
+
+
+def test_batch_answers_all_then_resumes_with_nothing_to_do(setup, minilm, tmp_path: Path) -> None:
+    _, _, questions = setup
+    out = tmp_path / "answers.jsonl"
+    with OpenAICompatServer(models=["test/echo"]) as server:
+        report = run_batch(
+            answerer_for(setup, minilm, server), questions, out, concurrency=3, progress=False
+        )
+        again = run_batch(
+            answerer_for(setup, minilm, server), questions, out, concurrency=3, progress=False
+        )
+    assert (report.answered, report.failed) == (len(questions), 0)
+    assert (again.skipped, again.answered) == (len(questions), 0)
+    records = lines(out)
+    assert sorted(r["id"] for r in records) == sorted(q.id for q in questions)
+    assert all(r["error"] is None and "citations" in r and "sentences" in r for r in records)
+    summary = (tmp_path / "answers.csv").read_text().splitlines()
+    assert (
+        summary[0].startswith("id,refused,error,citations") and len(summary) == len(questions) + 1
+    )
+
+
+def test_a_failing_question_is_recorded_and_the_batch_goes_on(
+    setup, minilm, tmp_path: Path
+) -> None:
+    _, _, questions = setup
+    out = tmp_path / "answers.jsonl"
+    with OpenAICompatServer(models=["test/echo"]) as server:
+        server.fail_next(500, times=1)
+        report = run_batch(
+            answerer_for(setup, minilm, server, retries=0), questions[:4], out, 1, False
+        )
+    assert (report.failed, report.answered) == (1, 3)
+    failed = [r for r in lines(out) if r["error"]]
+    assert len(failed) == 1 and "answered HTTP 500" in failed[0]["error"]
+    assert failed[0]["question"]
+
+
+def test_torn_last_line_is_cut_and_redone(tmp_path: Path) -> None:
+    out = tmp_path / "answers.jsonl"
+    out.write_text('{"id": "q0", "answer": "x"}\n{"id": "q1", "ans')
+    assert finished_ids(out) == {"q0"}
+    assert out.read_text() == '{"id": "q0", "answer": "x"}\n'
+
+
+@pytest.mark.slow
+def test_sigkill_loses_no_finished_answer(setup, squad_paragraphs, tmp_path: Path) -> None:
+    settings, _, questions = setup
+    qfile = tmp_path / "questions.jsonl"
+    qfile.write_text(
+        "".join(json.dumps({"id": q.id, "question": q.question}) + "\n" for q in questions)
+    )
+    out = tmp_path / "answers.jsonl"
+    with OpenAICompatServer(models=["test/echo"], behaviour="slow", delay=0.4) as server:
+        command = [
+            sys.executable,
+            "-m",
+            "rag.cli",
+            "batch",
+            str(qfile),
+            "-c",
+            "squad",
+            "-o",
+            str(out),
+            "--backend",
+            "openai",
+            "--base-url",
+            server.base_url,
+            "--model",
+            "test/echo",
+            "--concurrency",
+            "2",
+            "--no-progress",
+        ]
+        env = {**os.environ, "RAG_INDEX_DIR": str(settings.index_dir), "RAG_RERANK": "false"}
+        process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 120
+        while not (out.exists() and out.read_text().count("\n") >= 3):
+            assert process.poll() is None, process.stderr.read().decode()[-400:]
+            assert time.monotonic() < deadline, "no answers written"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        kept = finished_ids(out)
+        assert len(kept) >= 3
+        # Resume: the rest is answered, each question exactly once.
+        rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-400:]
+    assert f"{len(kept)} already done" in rerun.stdout
+    ids = [r["id"] for r in lines(out)]
+    assert sorted(ids) == sorted(q.id for q in questions)
