@@ -450,6 +450,33 @@ def eval_retrieval(
         click.echo(f"{config:<15}" + "".join(f"{scores[m]:>12.4f}" for m in metrics))
 
 
+@eval_group.command("answers")
+@click.argument("answers", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--report",
+    type=click.Path(path_type=Path),
+    help="Write a Markdown report (and a PNG plot) here.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
+def eval_answers(answers: tuple[Path, ...], report: Path | None, as_json: bool) -> None:
+    """Score `rag batch` ANSWERS files against their gold labels; compare several runs."""
+    from rag.answer_eval import ANSWER_METRICS, evaluate_answers, load_records, write_report
+
+    runs = {path.stem: evaluate_answers(load_records(path)) for path in answers}
+    if report is not None:
+        write_report(runs, report)
+        click.echo(f"wrote {report}", err=True)
+    if as_json:
+        click.echo(json.dumps(runs if len(runs) > 1 else next(iter(runs.values())), indent=2))
+        return
+    click.echo(f"{'run':<20}" + "".join(f"{m:>24}" for m in ANSWER_METRICS))
+    for name, scores in runs.items():
+        cells = "".join(
+            f"{'-' if scores[m] is None else f'{scores[m]:.4f}':>24}" for m in ANSWER_METRICS
+        )
+        click.echo(f"{name:<20}{cells}")
+
+
 def main() -> None:
     cli(prog_name="rag")
 
