@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     llm_concurrency: int = Field(4, ge=1, le=256)
     context_chunks: int = Field(5, ge=1, le=50)
     # Calibrated on SQuAD dev by benchmarks/calibrate_thresholds.py (see docs/answers.md).
-    min_evidence: float = Field(0.35, ge=-1.0, le=1.0)
+    min_evidence: float = Field(0.40, ge=-1.0, le=1.0)
     min_support: float = Field(0.46, ge=0.0, le=1.0)
 
     progress: bool = True
