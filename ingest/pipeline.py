@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -38,6 +39,8 @@ from rag.types import Chunk, Document
 logger = logging.getLogger(__name__)
 
 PREFETCH = 8
+# progress(done_files, total_files): called at the start and as each file is done.
+Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -141,12 +144,24 @@ class IngestJob:
         self._embedder = embedder
         self._chunker = chunker
 
-    def run_files(self, name: str, paths: Sequence[Path], prune: bool = False) -> IngestReport:
+    def run_files(
+        self,
+        name: str,
+        paths: Sequence[Path],
+        prune: bool = False,
+        progress: Progress | None = None,
+    ) -> IngestReport:
         """Ingest files and folders into collection `name`, creating it when needed."""
         check_name(name)
-        return self.run(name, file_sources(paths), prune)
+        return self.run(name, file_sources(paths), prune, progress)
 
-    def run(self, name: str, sources: list[Source], prune: bool = False) -> IngestReport:
+    def run(
+        self,
+        name: str,
+        sources: list[Source],
+        prune: bool = False,
+        progress: Progress | None = None,
+    ) -> IngestReport:
         """Ingest `sources`; with `prune`, remove documents whose files are gone (or, for
         records, documents not among `sources`)."""
         started = time.perf_counter()
@@ -164,7 +179,7 @@ class IngestJob:
             created = True
         try:
             with collection.writer_lock():
-                report = self._run_locked(collection, sources, prune)
+                report = self._run_locked(collection, sources, prune, progress)
                 if created and report.ingested == 0:
                     # Nothing usable came in: do not leave an empty collection behind.
                     collection.close()
@@ -193,7 +208,11 @@ class IngestJob:
         return self._chunker
 
     def _run_locked(
-        self, collection: Collection, sources: list[Source], prune: bool
+        self,
+        collection: Collection,
+        sources: list[Source],
+        prune: bool,
+        progress: Progress | None = None,
     ) -> IngestReport:
         collection.check_embedder(self.settings.embedding_model)
         embedder = self._get_embedder(collection.embedder.name)
@@ -216,10 +235,13 @@ class IngestJob:
         store.discard_staged(keep=adopt)
         if not todo:
             # Nothing to load or embed: publish adopted work without loading the model at all.
+            if progress is not None:
+                progress(len(sources), len(sources))
             return _publish(store, sources, prune, report)
         chunker = self._get_chunker(collection.manifest["chunking"], embedder)
 
-        bar = tqdm(
+        bar = _Bar(
+            hook=progress,
             total=len(sources),
             initial=report.unchanged + report.resumed,
             unit="file",
@@ -289,6 +311,27 @@ class IngestJob:
                 refresh=False,
             )
             bar.update(1)
+
+
+class _Bar(tqdm):
+    """A tqdm bar that also reports (done, total) to a callback, on the job's thread.
+
+    It counts for itself: a disabled tqdm (no terminal, `progress=false`) stops counting.
+    """
+
+    def __init__(self, *args: Any, hook: Progress | None = None, **kwargs: Any) -> None:
+        self._hook = hook
+        self._done = int(kwargs.get("initial", 0))
+        super().__init__(*args, **kwargs)
+        if hook is not None:
+            hook(self._done, int(kwargs["total"]))
+
+    def update(self, n: float | None = 1) -> bool | None:
+        result = super().update(n)
+        self._done += int(n or 0)
+        if self._hook is not None:
+            self._hook(self._done, int(self.total or 0))
+        return result
 
 
 def _publish(

@@ -204,7 +204,11 @@ def drop_unknown_citations(text: str, count: int) -> tuple[str, tuple[int, ...]]
         return f"[{', '.join(map(str, known))}]" if known else ""
 
     cleaned = CITATION.sub(keep_known, text)
-    return re.sub(r"\s+([.,;])", r"\1", re.sub(r"[ \t]{2,}", " ", cleaned)).strip(), tuple(dropped)
+    # "[5], [12], [38]." leaves "[5], , ." behind: fold the empty list items away.
+    cleaned = re.sub(r"\s*,(?:\s*,)+", ",", cleaned)
+    cleaned = re.sub(r",\s*([.;:!?]|$)", r"\1", cleaned)
+    cleaned = re.sub(r"\s+([.,;])", r"\1", re.sub(r"[ \t]{2,}", " ", cleaned))
+    return cleaned.strip(), tuple(dropped)
 
 
 def _replace(answer: Answer, **changes: object) -> Answer:

@@ -215,3 +215,19 @@ def test_nothing_to_do_loads_no_model(settings, tmp_path: Path, squad_paragraphs
     report = IngestJob(settings, embedder=fresh).run_files("c", docs)
     assert report.unchanged == 2
     assert fresh._model is None  # an unchanged collection costs no model load
+
+
+def test_progress_callback_counts_files(
+    settings, tmp_path: Path, squad_paragraphs, shared_data
+) -> None:
+    docs = write_squad_docs(tmp_path / "docs", squad_paragraphs, 3)
+    broken = shared_data / "pdfs" / "broken" / "encrypted-file.pdf"
+    seen: list[tuple[int, int]] = []
+    job(settings).run_files(
+        "c", [*docs, broken], progress=lambda done, total: seen.append((done, total))
+    )
+    assert seen[0] == (0, 4) and seen[-1] == (4, 4)
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen)
+    again: list[tuple[int, int]] = []
+    job(settings).run_files("c", docs, progress=lambda done, total: again.append((done, total)))
+    assert again == [(3, 3)]  # all unchanged: one call, complete

@@ -192,6 +192,8 @@ def test_follow_up_is_rewritten_before_retrieval(squad, minilm) -> None:
 def test_drop_unknown_citations_keeps_known_ones_in_groups() -> None:
     text, dropped = drop_unknown_citations("A [1, 7]. B [8]. C [2].", 3)
     assert (text, dropped) == ("A [1]. B. C [2].", (7, 8))
+    text, dropped = drop_unknown_citations("It is five [5], [12], [38]. Then [2], [9]", 5)
+    assert (text, dropped) == ("It is five [5]. Then [2]", (12, 38, 9))
 
 
 def test_bi_encoder_verifier(minilm) -> None:

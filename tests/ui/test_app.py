@@ -1,53 +1,42 @@
-"""The Streamlit chat, driven by AppTest over a real collection (real MiniLM, FAISS, SQLite)."""
+"""The Streamlit chat, driven by AppTest over a real collection (real MiniLM, FAISS, SQLite) and a
+real OpenAI-compatible LLM server on loopback."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from ingest.pipeline import IngestJob
-from rag.errors import CollectionError
+from rag.errors import CollectionError, GenerationError
+from rag.generation import LLM_BACKENDS, Message
+from rag.pipeline import REFUSAL_TEXT
 from rag.settings import Settings
-from rag.types import Chunk, Hit, SearchResult
-from tests.conftest import write_squad_docs
+from rag.types import Answer, Chunk, Citation, SentenceCheck
+from tests.servers.openai_compat import OpenAICompatServer
+from tests.ui.conftest import APP, SMALL_PDF, closed_port, llm_env
 from ui.app import (
-    INTRO,
+    UNSUPPORTED,
+    Engine,
+    conversation,
     default_collection,
-    format_hit,
+    format_citation,
     no_collections_message,
     plain,
     reply_for,
 )
 
-APP = Path(__file__).resolve().parents[2] / "ui" / "app.py"
 # Model loading and the first search take seconds on 2 cores; AppTest's default is 3 s.
 TIMEOUT = 60
-TITLES = ("Super_Bowl_50", "Warsaw", "Normans", "Nikola_Tesla", "Oxygen")
-HOSTILE = (
-    "# Quince preserves\n\n"
-    "Quince marmalade from Zanzibar: <script>alert(1)</script> is **bold** and _not_ [a link](x).\n"
-)
-
-
-@pytest.fixture(scope="module")
-def index_dir(tmp_path_factory, squad_paragraphs, minilm) -> Path:
-    """A `squad` collection: the first paragraph of five articles, plus one hostile document."""
-    root = tmp_path_factory.mktemp("ui-app")
-    firsts = [next(p for p in squad_paragraphs if p["title"] == title) for title in TITLES]
-    docs = write_squad_docs(root / "docs", firsts, len(firsts))  # p000.md is Super Bowl 50
-    hostile = root / "docs" / "hostile.md"
-    hostile.write_text(HOSTILE)
-    settings = Settings.load(index_dir=root / "indexes", progress=False, device="cpu")
-    report = IngestJob(settings, embedder=minilm).run_files("squad", [*docs, hostile])
-    assert report.ingested == len(TITLES) + 1, report.failed
-    return root / "indexes"
+SUPER_BOWL = "Which NFL team won Super Bowl 50?"
 
 
 @pytest.fixture
-def app(index_dir: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+def app(index_dir: Path, llm_server: OpenAICompatServer, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("RAG_INDEX_DIR", str(index_dir))
+    for name, value in llm_env(llm_server.base_url).items():
+        monkeypatch.setenv(name, value)
     return AppTest.from_file(APP, default_timeout=TIMEOUT)
 
 
@@ -57,53 +46,75 @@ def ask(app: AppTest, question: str) -> AppTest:
     return app
 
 
-def test_start_page_shows_collection_and_status(app: AppTest) -> None:
+def requests_since(server: OpenAICompatServer, before: int) -> list[dict]:
+    return [request.body for request in server.chat_requests()[before:]]
+
+
+def test_start_page_shows_collection_backend_and_settings(app: AppTest) -> None:
     app.run()
     assert not app.exception and not app.error
     assert app.title[0].value == "rag — ask your documents"
-    assert app.selectbox[0].value == "squad"  # no `demo` here: the first collection
+    collection, backend = app.selectbox
+    assert collection.value == "squad"  # no `demo` here: the first collection
+    # The backend choices are the registry's keys; the one in use comes from the settings.
+    assert backend.options == list(LLM_BACKENDS) and backend.value == "openai"
     assert app.slider[0].value == 5 and app.radio[0].value == "hybrid" and app.toggle[0].value
     status = [caption.value for caption in app.sidebar.caption]
-    assert status[0] == f"6 documents · {chunks_in(app)} chunks · embedder " + plain(
-        "sentence-transformers/all-MiniLM-L6-v2"
-    )
+    assert status[0].startswith("7 documents · ")
     # No cross-encoder is on this machine, and the status says so.
     assert any(value.startswith(plain("reranking is off:")) for value in status[1:])
+    assert any(
+        value.startswith("LLM in use: " + plain("openai:test/echo@http://127.0.0.1:"))
+        for value in status
+    )
+    assert app.chat_input[0].placeholder == "Ask a question about squad"
 
 
-def chunks_in(app: AppTest) -> int:
-    return int(app.sidebar.caption[0].value.split(" chunks")[0].rsplit(" ", 1)[-1])
-
-
-def test_question_gets_numbered_sources(app: AppTest) -> None:
-    ask(app.run(), "Which NFL team won Super Bowl 50?")
+def test_answer_is_the_llms_text_with_its_cited_sources(
+    app: AppTest, llm_server: OpenAICompatServer
+) -> None:
+    before = len(llm_server.chat_requests())
+    ask(app.run(), SUPER_BOWL)
     user, reply = app.chat_message[-2], app.chat_message[-1]
-    assert user.name == "user" and user.text[0].value == "Which NFL team won Super Bowl 50?"
-    assert reply.name == "assistant"
-    assert reply.markdown[0].value == INTRO
+    assert user.name == "user" and user.text[0].value == SUPER_BOWL
+    assert reply.name == "assistant" and not reply.error
     texts = [element.value for element in reply.text]
-    # Each source is a heading line (with the full path as its tooltip) and the passage.
-    assert texts[0].startswith("[1] p000.md · page 1 · ") and len(texts) == 2 * 5
-    assert reply.text[0].help.endswith("docs/p000.md")
-    assert "Denver Broncos" in texts[1]
+    # The answer first (as text), then each cited source: heading, then the quoted passage.
+    assert texts[0] == "I read sources [1], [2], [3], [4], [5]. The answer is in source [1]."
+    assert texts[1].startswith("[1] p000.md · page 1 · score ")
+    assert reply.text[1].help.endswith(plain("p000.md"))
+    assert "Denver Broncos" in texts[2]
+    assert [t for t in texts if t.startswith("[")] == [
+        t for t in texts if t[:3] in {"[1]", "[2]", "[3]", "[4]", "[5]"}
+    ]
+    # The echo model's sentences say nothing the passages support: the verifier flags them.
+    assert reply.warning[0].value.startswith(UNSUPPORTED)
+    assert plain("The answer is in source [1].") in reply.warning[0].value
+    # One streamed request with the five numbered sources and the question.
+    (request,) = requests_since(llm_server, before)
+    assert request["stream"] is True and request["model"] == "test/echo"
+    assert request["messages"][-1]["content"].endswith(f"Question: {SUPER_BOWL}")
     # The reranker notice is in the sidebar already, so the reply does not repeat it.
-    assert not reply.caption
+    assert not [c for c in reply.caption if "rerank" in c.value]
 
 
-def test_top_k_and_mode_come_from_the_sidebar(app: AppTest) -> None:
+def test_retrieval_settings_reach_the_answer(app: AppTest, llm_server: OpenAICompatServer) -> None:
     app.run()
     app.slider[0].set_value(2)
     app.radio[0].set_value("dense")
-    ask(app.run(), "Which NFL team won Super Bowl 50?")
-    texts = [element.value for element in app.chat_message[-1].text]
-    assert len(texts) == 4 and "dense score" in texts[0]
+    before = len(llm_server.chat_requests())
+    ask(app.run(), SUPER_BOWL)
+    (request,) = requests_since(llm_server, before)
+    prompt = request["messages"][-1]["content"]
+    assert "[2] (from " in prompt and "[3] (from " not in prompt
+    assert app.chat_message[-1].text[0].value.startswith("I read sources [1], [2].")
 
 
 def test_document_text_is_shown_literally(app: AppTest) -> None:
     ask(app.run(), "quince marmalade from Zanzibar")
     reply = app.chat_message[-1]
-    assert reply.text[0].value.startswith("[1] hostile.md")
-    passage = reply.text[1].value
+    assert reply.text[1].value.startswith("[1] hostile.md")
+    passage = reply.text[2].value
     assert "<script>alert(1)</script>" in passage and "**bold**" in passage
     assert "[a link](x)" in passage
     # Nothing of the document went through Markdown or HTML.
@@ -111,18 +122,86 @@ def test_document_text_is_shown_literally(app: AppTest) -> None:
     assert not app.get("html")
 
 
-def test_history_is_kept_across_questions(app: AppTest) -> None:
-    ask(app.run(), "Which NFL team won Super Bowl 50?")
-    ask(app, "quince marmalade from Zanzibar")
+def test_unrelated_question_is_refused_without_asking_the_llm(
+    app: AppTest, llm_server: OpenAICompatServer
+) -> None:
+    before = len(llm_server.chat_requests())
+    ask(app.run(), "How do I change a bicycle tyre?")
+    reply = app.chat_message[-1]
+    assert [info.value for info in reply.info] == [plain(REFUSAL_TEXT)]
+    assert not reply.error and not reply.warning
+    assert reply.expander[0].label.startswith("Closest passages (")
+    assert requests_since(llm_server, before) == []  # too little evidence to ask the LLM
+
+
+def test_follow_up_questions_carry_the_history(
+    app: AppTest, llm_server: OpenAICompatServer
+) -> None:
+    ask(app.run(), SUPER_BOWL)
+    before = len(llm_server.chat_requests())
+    ask(app, "And who did they beat?")
     assert [message.name for message in app.chat_message] == ["user", "assistant"] * 2
-    assert app.session_state["history"][0]["text"] == "Which NFL team won Super Bowl 50?"
+    history = app.session_state["history"]
+    assert [m["text"] for m in history if m["role"] == "user"] == [
+        SUPER_BOWL,
+        "And who did they beat?",
+    ]
+    # The follow-up was rewritten with the conversation (question and answer) before the search.
+    rewrite = requests_since(llm_server, before)[0]["messages"][-1]["content"]
+    assert SUPER_BOWL in rewrite and "The answer is in source [1]." in rewrite
+    assert "And who did they beat?" in rewrite
+
+
+def test_endpoint_down_is_one_error_and_the_app_stays_usable(
+    app: AppTest, llm_server: OpenAICompatServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    down = f"http://127.0.0.1:{closed_port()}/v1"
+    monkeypatch.setenv("RAG_LLM_BASE_URL", down)
+    monkeypatch.setenv("RAG_LLM_MAX_RETRIES", "0")
+    ask(app.run(), SUPER_BOWL)
+    assert [error.value for error in app.error] == [
+        plain(f"LLM endpoint {down} is unreachable: connection refused")
+    ]
+    assert app.chat_message[-1].name == "assistant" and not app.chat_message[-1].text
+    monkeypatch.setenv("RAG_LLM_BASE_URL", llm_server.base_url)
+    ask(app, SUPER_BOWL)
+    assert app.chat_message[-1].text[0].value.startswith("I read sources [1]")
+    assert len(app.error) == 1  # the earlier error stays in the history, nothing new
+
+
+def test_llm_that_cannot_be_made_is_one_error(
+    app: AppTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RAG_LLM_MODEL")
+    app.run()
+    app.selectbox[1].set_value("transformers").run()  # no llm_model set for it
+    assert any(
+        caption.value.startswith("LLM unavailable: " + plain("llm_model must be set"))
+        for caption in app.sidebar.caption
+    )
+    ask(app, SUPER_BOWL)
+    assert len(app.error) == 1
+    assert app.error[0].value.startswith(plain("llm_model must be set for the transformers"))
 
 
 def test_empty_question_is_one_error_and_the_app_stays_usable(app: AppTest) -> None:
     ask(app.run(), "   ")
     assert [error.value for error in app.error] == ["the query is empty"]
-    ask(app, "Which NFL team won Super Bowl 50?")
-    assert app.chat_message[-1].text[0].value.startswith("[1] p000.md")
+    ask(app, SUPER_BOWL)
+    assert app.chat_message[-1].text[1].value.startswith("[1] p000.md")
+
+
+def test_pdf_source_shows_its_page(app: AppTest) -> None:
+    ask(app.run(), "How much knowledge can you pack into the parameters of a language model?")
+    reply = app.chat_message[-1]
+    pdf_headings = [t.value for t in reply.text if t.value.startswith("[") and SMALL_PDF in t.value]
+    assert pdf_headings, [t.value for t in reply.text]
+    toggles = [t for t in reply.toggle if t.label.startswith("Show page ")]
+    assert toggles and not app.get("image")  # pages render only when asked for
+    toggles[0].set_value(True).run()
+    assert not app.exception and not app.error
+    (image,) = app.get("image")
+    assert image.value[0].endswith(".png")  # PNG, not JPEG: small print stays sharp
 
 
 def test_unknown_collection_is_one_error(app: AppTest) -> None:
@@ -152,30 +231,185 @@ def test_no_collections_says_how_to_make_one(
     assert [error.value for error in app.error] == [no_collections_message(tmp_path / "empty")]
     assert "`make run`" in app.error[0].value and "`rag ingest PATH -c NAME`" in app.error[0].value
     assert app.chat_input[0].disabled
+    # The first collection can be made right here.
+    assert app.sidebar.text_input[0].label == "Into collection"
+
+
+# -- uploads through the sidebar ---------------------------------------------------------------
+
+
+def test_upload_into_a_new_collection_ingests_and_switches_to_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, real_pdfs: Path, minilm
+) -> None:
+    index_dir = tmp_path / "indexes"
+    monkeypatch.setenv("RAG_INDEX_DIR", str(index_dir))
+    monkeypatch.setenv("RAG_LLM_BACKEND", "openai")  # never loaded: no question is asked
+    monkeypatch.setenv("RAG_LLM_MODEL", "test/echo")
+    monkeypatch.setenv("RAG_LLM_BASE_URL", f"http://127.0.0.1:{closed_port()}/v1")
+    app = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    app.sidebar.text_input[0].set_value("papers")
+    pdf = (real_pdfs / SMALL_PDF).read_bytes()
+    app.sidebar.get("file_uploader")[0].set_value(
+        [("../../knowledge paper.PDF", pdf, "application/pdf"), ("notes.md", b"", "text/markdown")]
+    ).run()
+    app.sidebar.button[0].click().run()
+    assert not app.exception
+    assert app.selectbox[0].value == "papers"  # switched to the new collection
+    assert app.sidebar.success[0].value.startswith(plain("papers: 1 ingested (1 new"))
+    assert [w.value for w in app.sidebar.warning] == [plain("refused: notes.md: the file is empty")]
+    assert (index_dir / ".uploads" / "papers" / "knowledge_paper.pdf").read_bytes() == pdf
+    assert app.sidebar.caption[0].value.startswith("1 documents · ")
+
+
+def test_upload_with_a_bad_collection_name_is_one_error(
+    tmp_path: Path, index_dir: Path, monkeypatch: pytest.MonkeyPatch, llm_server
+) -> None:
+    monkeypatch.setenv("RAG_INDEX_DIR", str(index_dir))
+    for name, value in llm_env(llm_server.base_url).items():
+        monkeypatch.setenv(name, value)
+    app = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    app.sidebar.text_input[0].set_value("../etc")
+    app.sidebar.get("file_uploader")[0].set_value(("a.md", b"# A\n\ntext\n", "text/markdown"))
+    app.run()
+    app.sidebar.button[0].click().run()
+    assert not app.exception
+    assert len(app.error) == 1
+    assert app.error[0].value.startswith(plain("invalid collection name '../etc'"))
+    assert not (index_dir / ".uploads" / "etc").exists()
+
+
+def render_reply(text: str, source_path: str) -> None:
+    """An AppTest script: one reply as the chat shows it (`show_reply`, not the whole app)."""
+    from rag.types import Answer, Chunk, Citation, SentenceCheck
+    from ui.app import reply_for, show_reply
+
+    chunk = Chunk(id="c", document_id="d", source=source_path, page=2, start=0, end=4, text="t")
+    source = Citation(1, chunk, 0.5)
+    check = SentenceCheck(text, (1,), 0.1, False)
+    answer = Answer("q", "q", text, False, (source,), (source,), (check,))
+    show_reply(reply_for(answer)["reply"], turn=0)
+
+
+def test_llm_text_is_shown_literally_too() -> None:
+    hostile = "See [1]. <img src=x onerror=alert(1)> **bold** [a link](javascript:alert(2))"
+    app = AppTest.from_function(render_reply, args=(hostile, "/d/a.md")).run()
+    assert not app.exception
+    assert app.text[0].value == hostile  # the answer, as text
+    warning = app.warning[0].value  # the unsupported sentence, escaped for Markdown
+    assert warning == f"{UNSUPPORTED}\n\n- {plain(hostile)}"
+    assert not app.get("html") and not [m for m in app.markdown if "alert" in m.value]
+
+
+def test_page_of_a_missing_pdf_is_one_error(tmp_path: Path) -> None:
+    gone = str(tmp_path / "moved away.pdf")
+    app = AppTest.from_function(render_reply, args=("See [1].", gone)).run()
+    app.toggle(key="page-0-1").set_value(True).run()
+    assert not app.exception and not app.get("image")
+    assert [error.value for error in app.error] == [
+        plain(
+            f"cannot show page 2: {gone} is not there any more (moved or deleted since it was "
+            "ingested)"
+        )
+    ]
+
+
+# -- the engine's thread -----------------------------------------------------------------------
+
+
+def test_engine_streams_items_made_on_its_own_thread(index_dir: Path) -> None:
+    settings = Settings.load(index_dir=index_dir, progress=False, device="cpu")
+    engine = Engine(index_dir, "squad", settings)
+    made_on: list[str] = []
+    closed = threading.Event()
+
+    def numbers():
+        made_on.append(threading.current_thread().name)
+        try:
+            yield from range(1000)
+        finally:
+            closed.set()
+
+    try:
+        stream = engine.stream(numbers)
+        assert [next(stream) for _ in range(3)] == [0, 1, 2]
+        stream.close()  # the reader gives up: the producer stops too
+        assert closed.wait(5)
+        assert made_on == [engine.call(lambda: threading.current_thread().name)]
+        assert made_on[0].startswith("rag-squad")
+
+        def failing():
+            yield 1
+            raise GenerationError("LLM endpoint x is unreachable")
+
+        stream = engine.stream(failing)
+        assert next(stream) == 1
+        with pytest.raises(GenerationError, match="is unreachable"):
+            next(stream)
+    finally:
+        engine.close()
 
 
 # -- the plain functions -----------------------------------------------------------------------
 
 
-def make_hit(source: str, text: str = "some text", score: float = 0.5) -> Hit:
+def make_citation(n: int, source: str, text: str = "some text", score: float = 0.5) -> Citation:
     chunk = Chunk(id="c", document_id="d", source=source, page=3, start=0, end=9, text=text)
-    return Hit(chunk=chunk, score=score, stage="dense")
+    return Citation(n, chunk, score)
 
 
-def test_format_hit_names_the_file_and_keeps_the_path() -> None:
-    view = format_hit(2, make_hit("/data/reports/annual 2024.pdf", score=0.81234))
+def make_answer(**changes) -> Answer:
+    sources = (make_citation(1, "/d/a.md"), make_citation(2, "/d/b.pdf"), make_citation(3, "c"))
+    values = {
+        "question": "q",
+        "query": "q",
+        "text": "A is so [1]. B is *so* [3].",
+        "refused": False,
+        "sources": sources,
+        "citations": (sources[0], sources[2]),
+        "sentences": (
+            SentenceCheck("A is so [1].", (1,), 0.9, True),
+            SentenceCheck("B is\n*so* [3].", (3,), 0.1, False),
+        ),
+        "notices": ("reranking is off: x", "dropped citations to sources that were not given: [7]"),
+    }
+    return Answer(**{**values, **changes})
+
+
+def test_format_citation_names_the_file_and_keeps_the_path() -> None:
+    view = format_citation(make_citation(2, "/data/reports/annual 2024.pdf", score=0.81234))
     assert view.name == "annual 2024.pdf" and view.path == "/data/reports/annual 2024.pdf"
-    assert view.heading == "[2] annual 2024.pdf · page 3 · dense score 0.812"
-    assert view.text == "some text"
+    assert view.heading == "[2] annual 2024.pdf · page 3 · score 0.812"
+    assert view.text == "some text" and view.pdf
+    assert not format_citation(make_citation(1, "/data/a.PDF.md")).pdf
 
 
-def test_reply_numbers_sources_and_drops_notices_already_shown() -> None:
-    result = SearchResult(
-        "q", (make_hit("a.md"), make_hit("b.md")), ("reranking is off: x", "other")
-    )
-    reply = reply_for(result, shown=("reranking is off: x",))
-    assert [(s.number, s.name) for s in reply["sources"]] == [(1, "a.md"), (2, "b.md")]
-    assert reply["notices"] == ["other"]
+def test_reply_splits_cited_sources_and_flags_unsupported_sentences() -> None:
+    reply = reply_for(make_answer())["reply"]
+    assert reply.text == "A is so [1]. B is *so* [3]." and not reply.refused
+    assert [s.number for s in reply.cited] == [1, 3]
+    assert [s.number for s in reply.others] == [2]
+    assert reply.unsupported == ("B is *so* [3].",)
+    # Reranking's state is in the sidebar; other notices show once.
+    assert reply.notices == ("dropped citations to sources that were not given: [7]",)
+    again = reply_for(make_answer(), shown=set(reply.notices))["reply"]
+    assert again.notices == ()
+
+
+def test_conversation_keeps_questions_and_answers_but_not_errors() -> None:
+    history = [
+        {"role": "user", "text": "Who won?"},
+        reply_for(make_answer(text="Denver [1]."), ()),
+        {"role": "user", "text": "And then?"},
+        {"role": "assistant", "error": "LLM endpoint x is unreachable"},
+        {"role": "user", "text": "Who lost?"},
+        reply_for(make_answer(text="Carolina [2]."), ()),
+    ]
+    assert conversation(history) == [
+        Message("user", "Who won?"),
+        Message("assistant", "Denver [1]."),
+        Message("user", "Who lost?"),
+        Message("assistant", "Carolina [2]."),
+    ]
 
 
 def test_default_collection() -> None:
@@ -189,3 +423,4 @@ def test_default_collection() -> None:
 
 def test_plain_escapes_markdown() -> None:
     assert plain("a_b *c* <x> `d` $1") == r"a\_b \*c\* \<x\> \`d\` \$1"
+    assert plain("Title\n===") == "Title\n\\=\\=\\="

@@ -1,0 +1,129 @@
+"""Files uploaded in the chat's sidebar: validated, saved under safe names, then ingested.
+
+    outcome = ingest_uploads(settings, "papers", [("report.pdf", data)])
+    outcome.report.summary(), outcome.rejected
+
+Uploads are kept in `<index_dir>/.uploads/<collection>/`: beside the collections, never inside a
+collection's own folder, and out of `list_collections`' sight (a collection name cannot start
+with a dot). The ingest job records each document by that path, so the files must stay there.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
+
+from ingest.loaders import SUPPORTED_SUFFIXES
+from ingest.pipeline import IngestJob, IngestReport
+from rag.collection import check_name
+from rag.settings import Settings
+
+MAX_UPLOAD_MB = 50
+MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
+UPLOADS_FOLDER = ".uploads"
+MAX_STEM_CHARS = 100
+FALLBACK_STEM = "upload"
+_UNSAFE = re.compile(r"[^\w.-]+")  # \w is Unicode-aware: "Résumé" stays readable
+
+
+@dataclass
+class UploadOutcome:
+    """What an upload did: files saved, files refused (name, reason), and the ingest report."""
+
+    collection: str
+    saved: list[Path] = field(default_factory=list)
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    report: IngestReport | None = None
+
+
+def safe_name(name: str) -> str:
+    """A file name safe to save: base name only, letters, digits, '_', '-', '.', no '..', no
+    leading dot, a lower-case suffix, at most MAX_STEM_CHARS before it."""
+    base = re.split(r"[\\/]", name)[-1]  # browsers send a base name; some send a Windows path
+    base = unicodedata.normalize("NFC", base)
+    base = _UNSAFE.sub("_", base)
+    base = re.sub(r"\.{2,}", ".", base).lstrip("._-")
+    stem, dot, suffix = base.rpartition(".")
+    if not dot:
+        stem, suffix = base, ""
+    stem = stem[:MAX_STEM_CHARS].strip("._-") or FALLBACK_STEM
+    return f"{stem}.{suffix.lower()}" if suffix else stem
+
+
+def check_upload(name: str, size: int) -> str | None:
+    """Why a file of this name and size is refused, or None when it may be ingested."""
+    suffix = PurePath(safe_name(name)).suffix
+    if suffix not in SUPPORTED_SUFFIXES:
+        shown = f"'{suffix}'" if suffix else "(no extension)"
+        supported = ", ".join(sorted(SUPPORTED_SUFFIXES))
+        return f"unsupported file type {shown} (supported: {supported})"
+    if size == 0:
+        return "the file is empty"
+    if size > MAX_UPLOAD_BYTES:
+        return f"{size / 1024 / 1024:.1f} MB is over the {MAX_UPLOAD_MB} MB limit per file"
+    return None
+
+
+def uploads_dir(index_dir: Path, collection: str) -> Path:
+    """Where the files uploaded into `collection` are kept."""
+    return index_dir / UPLOADS_FOLDER / check_name(collection)
+
+
+def save_upload(folder: Path, name: str, data: bytes) -> Path:
+    """Save `data` in `folder` as `name` (already safe); a different file of that name already
+    there gets `name-1`, `name-2`... while the same content reuses its file (re-ingest no-op)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stem, suffix = PurePath(name).stem, PurePath(name).suffix
+    fd, staged = tempfile.mkstemp(prefix=".upload-", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        for n in range(10_000):
+            target = folder / (name if n == 0 else f"{stem}-{n}{suffix}")
+            try:
+                os.link(staged, target)  # atomic and exclusive: two sessions never share a name
+                return target
+            except FileExistsError:
+                if _same_content(target, data):
+                    return target
+        raise FileExistsError(f"too many files named like {name} in {folder}")
+    finally:
+        os.unlink(staged)
+
+
+def _same_content(path: Path, data: bytes) -> bool:
+    try:
+        return path.stat().st_size == len(data) and path.read_bytes() == data
+    except OSError:
+        return False
+
+
+def ingest_uploads(
+    settings: Settings,
+    collection: str,
+    files: Sequence[tuple[str, bytes]],
+    progress: Callable[[int, int], None] | None = None,
+    ingesting: Callable[[int, int], None] | None = None,
+) -> UploadOutcome:
+    """Check and save `files` (name, content) for `collection`, then ingest the saved ones with
+    the same job as `rag ingest`; `progress(done, total)` is called as each file is saved and
+    `ingesting(done, total)` as each file is ingested."""
+    folder = uploads_dir(settings.index_dir, collection)
+    outcome = UploadOutcome(collection)
+    for done, (name, data) in enumerate(files, start=1):
+        reason = check_upload(name, len(data))
+        if reason is None:
+            outcome.saved.append(save_upload(folder, safe_name(name), data))
+        else:
+            outcome.rejected.append((name, reason))
+        if progress is not None:
+            progress(done, len(files))
+    if outcome.saved:
+        quiet = settings.model_copy(update={"progress": False})  # no tqdm bar on the server log
+        outcome.report = IngestJob(quiet).run_files(collection, outcome.saved, progress=ingesting)
+    return outcome
