@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ingest.pipeline import IngestJob, IngestReport
 from rag.errors import RagError
+from rag.generation import embedded_model_folder
 from rag.settings import Settings
 
 DEMO_COLLECTION = "demo"
@@ -57,6 +58,16 @@ def main() -> int:
     print(report.summary())
     for source, reason in report.failed:
         print(f"failed: {source}: {reason}", file=sys.stderr)
+    if settings.llm_backend == "embedded":
+        # Converting the packaged GGUF takes about 30 s, once: better here than on the first
+        # question in the chat.
+        print("Preparing the embedded answer model (SmolLM2-135M; about 30 s the first time)…")
+        try:
+            folder = embedded_model_folder()
+        except RagError as e:
+            print(f"warning: the embedded answer model is not available: {e}", file=sys.stderr)
+        else:
+            print(f"Embedded answer model ready in {folder}.")
     print(f"Collection {DEMO_COLLECTION!r} is in {settings.index_dir}.")
     print("Start the chat with: streamlit run ui/app.py   (or: make run)")
     return 1 if report.failed else 0
