@@ -195,7 +195,9 @@ class IngestJob:
     def _get_embedder(self, name: str) -> Embedder:
         if self._embedder is None:
             s = self.settings
-            self._embedder = SentenceTransformerEmbedder(name, s.device, s.embed_batch_size)
+            self._embedder = SentenceTransformerEmbedder(
+                name, s.device, s.embed_batch_size, backend=s.embed_backend
+            )
         return self._embedder
 
     def _get_chunker(self, chunking: dict[str, object] | None, embedder: Embedder) -> Chunker:

@@ -13,6 +13,7 @@ from typing import Any, TypeVar, get_args
 
 import click
 
+from rag.embedding import EMBED_BACKENDS
 from rag.errors import RagError
 from rag.index import INDEX_BUILDERS
 from rag.retrieval import SEARCH_MODES
@@ -103,6 +104,11 @@ def cli(verbose: bool) -> None:
     "--index-type", type=click.Choice(["auto", *INDEX_BUILDERS]), help="FAISS index kind."
 )
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where embeddings run.")
+@click.option(
+    "--embed-backend",
+    type=click.Choice(list(EMBED_BACKENDS)),
+    help="How the embedder runs on the CPU (default int8).",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @settings_options
 def ingest(

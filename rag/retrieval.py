@@ -69,7 +69,10 @@ class Searcher:
         self.collection = collection
         self.settings = settings
         self.embedder: Embedder = embedder or SentenceTransformerEmbedder(
-            collection.embedder.name, device=settings.device, batch_size=settings.embed_batch_size
+            collection.embedder.name,
+            device=settings.device,
+            batch_size=settings.embed_batch_size,
+            backend=settings.embed_backend,
         )
         self._params = index_params(settings)
         self._reranker_arg = reranker
