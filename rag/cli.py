@@ -323,6 +323,7 @@ def collections_info(
     try:
         documents, chunks = opened.store.counts()
         manifest = opened.manifest
+        index = opened.index_info()
         info = {
             "name": opened.name,
             "path": str(opened.path),
@@ -331,8 +332,9 @@ def collections_info(
             "embedder": manifest["embedder"],
             "chunking": manifest["chunking"],
             "index": {
-                "type": opened.index_info().get("kind", "not built"),
+                "type": index.get("kind", "not built"),
                 "setting": settings.index_type,
+                **({"tuning": index["tuning"]} if "tuning" in index else {}),
             },
             "lexical": manifest["lexical"],
             "reranker": manifest.get("reranker"),
@@ -352,7 +354,9 @@ def collections_info(
     click.echo(
         f"  chunking:  {chunking['chunk_tokens']} tokens, overlap {chunking['chunk_overlap']}"
     )
-    click.echo(f"  index:     {info['index']['type']}")
+    tuning = index.get("tuning")
+    tuned = ", ".join(f"{k} {v}" for k, v in tuning.items()) if tuning else ""
+    click.echo(f"  index:     {info['index']['type']}" + (f" (tuned: {tuned})" if tuned else ""))
     reranker = manifest.get("reranker")
     click.echo(f"  reranker:  {reranker['path'] if reranker else 'none registered'}")
 

@@ -193,8 +193,8 @@ class Collection:
         path = self.path / f"dense-{generation}.faiss"
         info_path = self.path / f"dense-{generation}.json"
         if path.exists() and info_path.exists():
-            kind = json.loads(info_path.read_text())["kind"]
-            return DenseIndex.load(path, kind, params)
+            info = json.loads(info_path.read_text())
+            return DenseIndex.load(path, info["kind"], params, info.get("tuning"))
         dimension = self.embedder.dimension
         parts = list(self.store.live_vectors(dimension))
         keys = np.concatenate([k for k, _ in parts]) if parts else np.zeros(0, np.int64)
@@ -203,9 +203,14 @@ class Collection:
         )
         index = DenseIndex.build(keys, vectors, params, dimension)
         index.save(path)
-        _write_json(
-            info_path, {"kind": index.kind, "vectors": index.size, "generation": generation}
-        )
+        record: dict[str, Any] = {
+            "kind": index.kind,
+            "vectors": index.size,
+            "generation": generation,
+        }
+        if index.tuning:
+            record["tuning"] = index.tuning
+        _write_json(info_path, record)
         return index
 
 

@@ -36,7 +36,10 @@ def index_params(settings: Settings) -> IndexParams:
         hnsw_m=settings.hnsw_m,
         hnsw_ef_construction=settings.hnsw_ef_construction,
         hnsw_ef_search=settings.hnsw_ef_search,
+        ivf_nlist=settings.ivf_nlist,
         ivf_nprobe=settings.ivf_nprobe,
+        pq_bytes=settings.pq_bytes,
+        target_recall=settings.target_recall,
         use_gpu=settings.gpu_index,
     )
 

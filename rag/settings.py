@@ -20,7 +20,7 @@ DEFAULT_RERANKER = "cross-encoder/ms-marco-MiniLM-L-6-v2"
 DEFAULT_CONFIG_FILE = Path("rag.toml")
 
 SearchMode = Literal["dense", "bm25", "hybrid"]
-IndexType = Literal["auto", "flat", "hnsw", "ivf"]
+IndexType = Literal["auto", "flat", "hnsw", "ivf", "ivfpq"]
 Device = Literal["auto", "cpu", "cuda"]
 # rag.embedding.EMBED_BACKENDS describes each; on a CUDA GPU all of them embed with torch.
 EmbedBackend = Literal["torch", "onnx", "int8"]
@@ -53,8 +53,13 @@ class Settings(BaseSettings):
     approx_threshold: int = Field(200_000, ge=1)
     hnsw_m: int = Field(32, ge=4, le=256)
     hnsw_ef_construction: int = Field(80, ge=8)
-    hnsw_ef_search: int = Field(128, ge=8)
-    ivf_nprobe: int = Field(16, ge=1)
+    # Search knobs left unset are tuned when the index is built, to reach target_recall
+    # (recall@10 against exact search, on the collection's own vectors).
+    hnsw_ef_search: int | None = Field(None, ge=8)
+    ivf_nlist: int | None = Field(None, ge=1)  # unset: about 4 sqrt(chunks)
+    ivf_nprobe: int | None = Field(None, ge=1)
+    pq_bytes: int | None = Field(None, ge=1)  # ivfpq code size; unset: dimension / 8
+    target_recall: float = Field(0.95, gt=0.0, le=1.0)
     gpu_index: bool = True
 
     # Search.

@@ -171,3 +171,28 @@ def test_delete(tmp_path: Path, squad_paragraphs) -> None:
     run("ingest", str(docs[0]), "-c", "gone", "--no-progress", index_dir=tmp_path / "idx")
     assert run("collections", "delete", "gone", "--yes", index_dir=tmp_path / "idx").exit_code == 0
     assert not (tmp_path / "idx" / "gone").exists()
+
+
+def test_approximate_index_reports_its_tuning(tmp_path, squad_paragraphs) -> None:
+    """`--index-type hnsw`: the build tunes efSearch, and `collections info` shows it."""
+    docs = write_squad_docs(tmp_path / "docs", squad_paragraphs, 40)
+    index_dir = tmp_path / "idx"
+    result = run(
+        "ingest",
+        str(tmp_path / "docs"),
+        "-c",
+        "ann",
+        "--index-type",
+        "hnsw",
+        "--no-progress",
+        index_dir=index_dir,
+    )
+    assert result.exit_code == 0, result.output
+    run("search", "Super Bowl", "-c", "ann", "--mode", "dense", index_dir=index_dir)
+    info = json.loads(run("collections", "info", "ann", "--json", index_dir=index_dir).output)
+    assert info["index"]["type"] == "hnsw"
+    assert info["index"]["tuning"]["recall@10"] >= 0.95
+    assert "ef_search" in info["index"]["tuning"]
+    text = run("collections", "info", "ann", index_dir=index_dir).output
+    assert "index:     hnsw (tuned: ef_search" in text
+    assert len(docs) == 40

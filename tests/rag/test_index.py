@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import faiss
 import numpy as np
 import pytest
 
@@ -14,6 +17,19 @@ from rag.index import DenseIndex, IndexParams
 def vectors(squad_paragraphs) -> np.ndarray:
     texts = [str(p["context"]) for p in squad_paragraphs[:2000]]
     return HashEmbedder(dimension=128).embed(texts)
+
+
+@pytest.fixture(scope="module")
+def outside_queries(squad_paragraphs) -> np.ndarray:
+    """SQuAD questions about paragraphs in the index: queries that are not index vectors."""
+    questions = [str(q) for p in squad_paragraphs[:2000:10] for q in p["questions"][:1]]
+    return HashEmbedder(dimension=128).embed(questions)
+
+
+def recall_at_10(exact: DenseIndex, approx: DenseIndex, queries: np.ndarray) -> float:
+    _, truth = exact.search(queries, 10)
+    _, found = approx.search(queries, 10)
+    return float(np.mean([len(set(t) & set(f)) / 10 for t, f in zip(truth, found, strict=True)]))
 
 
 def test_auto_picks_exact_below_threshold_and_hnsw_above() -> None:
@@ -52,8 +68,72 @@ def test_empty_index_searches_to_nothing() -> None:
 
 def test_unknown_kind_lists_valid_values() -> None:
     with pytest.raises(
-        ConfigError, match=r"unknown index type 'annoy' \(valid: auto, flat, hnsw, ivf\)"
+        ConfigError, match=r"unknown index type 'annoy' \(valid: auto, flat, hnsw, ivf, ivfpq\)"
     ):
         DenseIndex.build(
             np.zeros(1, np.int64), np.ones((1, 4), np.float32), IndexParams(kind="annoy"), 4
         )
+
+
+@pytest.mark.parametrize(("kind", "knob"), [("hnsw", "ef_search"), ("ivf", "nprobe")])
+def test_unset_search_knob_is_tuned_to_the_target_recall(
+    vectors: np.ndarray, outside_queries: np.ndarray, kind: str, knob: str
+) -> None:
+    keys = np.arange(len(vectors), dtype=np.int64) + 5
+    params = IndexParams(kind=kind, target_recall=0.95)
+    approx = DenseIndex.build(keys, vectors, params, vectors.shape[1])
+    exact = DenseIndex.build(keys, vectors, IndexParams(kind="flat"), vectors.shape[1])
+    assert set(approx.tuning) == {knob, "recall@10", "queries"}
+    assert approx.tuning["recall@10"] >= 0.95
+    # Tuned on the collection's own vectors, it holds for questions that are not in it.
+    assert recall_at_10(exact, approx, outside_queries) >= 0.9
+    # A lower target settles for a cheaper setting.
+    cheap = DenseIndex.build(keys, vectors, replace(params, target_recall=0.5), vectors.shape[1])
+    assert cheap.tuning[knob] < approx.tuning[knob]
+
+
+def test_explicit_knob_is_used_as_given(vectors: np.ndarray) -> None:
+    keys = np.arange(len(vectors), dtype=np.int64)
+    index = DenseIndex.build(keys, vectors, IndexParams(kind="hnsw", hnsw_ef_search=40), 128)
+    assert index.tuning == {}
+    assert faiss.downcast_index(index._cpu_index.index).hnsw.efSearch == 40
+
+
+def test_tuned_knob_survives_save_and_load(tmp_path, vectors: np.ndarray) -> None:
+    keys = np.arange(len(vectors), dtype=np.int64)
+    built = DenseIndex.build(keys, vectors, IndexParams(kind="ivf"), 128)
+    built.save(tmp_path / "dense.faiss")
+    loaded = DenseIndex.load(tmp_path / "dense.faiss", "ivf", IndexParams(), built.tuning)
+    assert faiss.extract_index_ivf(loaded._cpu_index).nprobe == built.tuning["nprobe"]
+    np.testing.assert_array_equal(
+        built.search(vectors[:20], 5)[1], loaded.search(vectors[:20], 5)[1]
+    )
+
+
+def test_ivfpq_compresses_and_reports_its_recall(vectors: np.ndarray) -> None:
+    keys = np.arange(len(vectors), dtype=np.int64)
+    index = DenseIndex.build(keys, vectors, IndexParams(kind="ivfpq", pq_bytes=16), 128)
+    ivf = faiss.extract_index_ivf(index._cpu_index)
+    assert ivf.code_size == 16 // 2  # 4-bit codes below 10,000 training vectors
+    assert 0.0 < index.tuning["recall@10"] <= 1.0
+    with pytest.raises(ConfigError, match=r"pq_bytes \(12\) must divide the dimension \(128\)"):
+        DenseIndex.build(keys, vectors, IndexParams(kind="ivfpq", pq_bytes=12), 128)
+
+
+def test_collection_records_the_tuning(settings, tmp_path, squad_paragraphs) -> None:
+    """Through the ingest job: the index kind and what was tuned land in dense-<gen>.json."""
+    from ingest.pipeline import IngestJob
+    from rag.collection import Collection
+    from tests.conftest import write_squad_docs
+
+    docs = write_squad_docs(tmp_path / "docs", squad_paragraphs, 60)
+    chosen = settings.model_copy(update={"index_type": "hnsw"})
+    IngestJob(chosen, embedder=HashEmbedder(dimension=64)).run_files("tuned", docs)
+    collection = Collection.open(chosen.index_dir, "tuned")
+    try:
+        info = collection.index_info()
+        assert info["kind"] == "hnsw"
+        assert info["tuning"]["recall@10"] >= chosen.target_recall
+        assert info["tuning"]["ef_search"] in (16, 24, 32, 48, 64, 96, 128)
+    finally:
+        collection.close()

@@ -140,7 +140,8 @@ def test_llm_refusal_marker(squad, minilm) -> None:
 
 
 def test_citations_to_unknown_sources_are_dropped_and_flagged(squad, minilm) -> None:
-    llm = ScriptedLLM("The Denver Broncos won Super Bowl 50 [1][9]. They beat Carolina [12].")
+    # The second sentence loses its only citation, and no source supports it either.
+    llm = ScriptedLLM("The Denver Broncos won Super Bowl 50 [1][9]. It snowed all game [12].")
     answer = answerer(squad, minilm, llm).ask("Who won Super Bowl 50?")
     assert answer.dropped_citations == (9, 12)
     assert "[9]" not in answer.text and "[12]" not in answer.text and "[1]" in answer.text
