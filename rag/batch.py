@@ -32,13 +32,18 @@ QUESTION_SUFFIXES = (".jsonl", ".csv")
 
 @dataclass(frozen=True)
 class Question:
-    """One question of a batch; `answer`, `document` and `page` are optional gold labels."""
+    """One question of a batch; the rest are optional gold labels.
+
+    `answer` is one answer or several accepted ones; `paragraph` is the text of the gold passage,
+    which `rag eval hits` looks for among the retrieved chunks.
+    """
 
     id: str
     question: str
-    answer: str | None = None
+    answer: str | tuple[str, ...] | None = None
     document: str | None = None
     page: int | None = None
+    paragraph: str | None = None
 
 
 @dataclass
@@ -89,13 +94,21 @@ def read_questions(path: Path) -> list[Question]:
             raise ConfigError(f"{path.name} line {n}: duplicate id {qid!r}")
         seen.add(qid)
         page = record.get("page")
+        answer = record.get("answer")
         questions.append(
             Question(
                 id=qid,
                 question=text,
-                answer=str(record["answer"]) if record.get("answer") not in (None, "") else None,
+                answer=(
+                    tuple(str(a) for a in answer)
+                    if isinstance(answer, list)
+                    else str(answer)
+                    if answer not in (None, "")
+                    else None
+                ),
                 document=str(record["document"]) if record.get("document") else None,
                 page=int(page) if page not in (None, "") else None,
+                paragraph=str(record["paragraph"]) if record.get("paragraph") else None,
             )
         )
     if not questions:
@@ -131,7 +144,8 @@ def _answer(answerer: Answerer, question: Question) -> dict[str, Any]:
         logger.debug("question %s failed", question.id, exc_info=True)
         record.update({"question": question.question, "error": f"{type(e).__name__}: {e}"})
     if question.answer is not None:
-        record["gold_answer"] = question.answer
+        gold = question.answer
+        record["gold_answer"] = list(gold) if isinstance(gold, tuple) else gold
     if question.document is not None:
         record["gold_document"] = question.document
         record["gold_page"] = question.page
@@ -154,21 +168,29 @@ def run_batch(
     bar = tqdm(
         total=len(todo), unit="q", desc="answering", disable=not progress, dynamic_ncols=True
     )
-    with bar, out.open("a", encoding="utf-8") as sink, ThreadPoolExecutor(concurrency) as pool:
-        futures = [pool.submit(_answer, answerer, q) for q in todo]
-        for future in as_completed(futures):
-            record = future.result()
-            sink.write(json.dumps(record, ensure_ascii=False) + "\n")
-            sink.flush()
-            os.fsync(sink.fileno())
-            if record["error"]:
-                report.failed += 1
-                report.errors.append((record["id"], record["error"]))
-            else:
-                report.answered += 1
-                report.refused += bool(record.get("refused"))
-            bar.set_postfix_str(f"{report.failed} failed", refresh=False)
-            bar.update(1)
+    pool = ThreadPoolExecutor(concurrency)
+    finished = False
+    try:
+        with bar, out.open("a", encoding="utf-8") as sink:
+            futures = [pool.submit(_answer, answerer, q) for q in todo]
+            for future in as_completed(futures):
+                record = future.result()
+                sink.write(json.dumps(record, ensure_ascii=False) + "\n")
+                sink.flush()
+                os.fsync(sink.fileno())
+                if record["error"]:
+                    report.failed += 1
+                    report.errors.append((record["id"], record["error"]))
+                else:
+                    report.answered += 1
+                    report.refused += bool(record.get("refused"))
+                bar.set_postfix_str(f"{report.failed} failed", refresh=False)
+                bar.update(1)
+        finished = True
+    finally:
+        # On Ctrl-C the queued questions are dropped, not answered into the void: only those in
+        # flight finish (their answers are lost; a rerun asks them again).
+        pool.shutdown(wait=finished, cancel_futures=not finished)
     write_summary(out)
     return report
 

@@ -18,6 +18,8 @@ from rag.errors import RagError
 from rag.index import INDEX_BUILDERS
 from rag.retrieval import SEARCH_MODES
 from rag.settings import LLMBackendName, Settings
+from rag.training import RERANKER_LOSSES as TUNE_LOSSES
+from rag.tuning import SYNTHETIC_SOURCES as TUNE_SYNTHETIC
 
 F = TypeVar("F", bound=Callable[..., Any])
 LLM_BACKEND_NAMES: tuple[str, ...] = get_args(LLMBackendName)
@@ -485,6 +487,210 @@ def eval_answers(answers: tuple[Path, ...], report: Path | None, as_json: bool) 
             f"{'-' if scores[m] is None else f'{scores[m]:.4f}':>24}" for m in ANSWER_METRICS
         )
         click.echo(f"{name:<20}{cells}")
+
+
+@eval_group.command("hits")
+@click.argument("questions", type=click.Path(path_type=Path))
+@click.option("-c", "--collection", required=True, help="Collection to search.")
+@click.option(
+    "-k",
+    "ks",
+    type=int,
+    multiple=True,
+    help="Cut-offs to report (repeatable; default 1, 5 and 10).",
+)
+@click.option("--mode", "search_mode", type=click.Choice(SEARCH_MODES), help="Retrieval mode.")
+@click.option("--rerank/--no-rerank", default=None, help="Rerank with the cross-encoder.")
+@click.option(
+    "--details",
+    type=click.Path(path_type=Path),
+    help="Write each question's gold-passage and gold-document rank here (JSONL).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
+@click.option("--no-progress", is_flag=True)
+@settings_options
+def eval_hits(
+    questions: Path,
+    collection: str,
+    ks: tuple[int, ...],
+    details: Path | None,
+    as_json: bool,
+    no_progress: bool,
+    config_file: Path | None,
+    **overrides: Any,
+) -> None:
+    """Gold-passage hit rate @k of QUESTIONS (JSONL or CSV with document, and paragraph or page).
+
+    A hit is a retrieved chunk of the gold document that overlaps the gold paragraph (or lies on
+    the gold page); retrieval is the same search as `rag search`. See docs/batch.md.
+    """
+    from rag.batch import read_questions
+    from rag.collection import Collection
+    from rag.evaluation import HIT_KS, evaluate_hits
+    from rag.retrieval import Searcher
+
+    settings = load_settings(config_file, progress=False if no_progress else None, **overrides)
+    items = read_questions(questions)
+    opened = Collection.open(settings.index_dir, collection)
+    try:
+        searcher = Searcher(opened, settings)
+        notice = searcher.reranker().reason
+        if notice:
+            click.echo(notice, err=True)
+        scores = evaluate_hits(searcher, items, ks or HIT_KS, progress=settings.progress)
+    finally:
+        opened.close()
+    per_question = scores.pop("per_question")
+    if details is not None:
+        details.parent.mkdir(parents=True, exist_ok=True)
+        details.write_text(
+            "".join(json.dumps(row) + "\n" for row in per_question), encoding="utf-8"
+        )
+        click.echo(f"wrote {details}", err=True)
+    if as_json:
+        click.echo(json.dumps({"collection": collection, **scores}, indent=2))
+        return
+    click.echo(f"{collection}: {scores['questions']} questions ({settings.search_mode})")
+    for name, value in scores.items():
+        if name != "questions":
+            click.echo(f"  {name:<18}{value:.4f}")
+
+
+# -- rag tune -----------------------------------------------------------------------------------
+
+
+def tune_options(func: F) -> F:
+    """The options `rag tune reranker` and `rag tune retriever` share."""
+    options = [
+        click.option("-c", "--collection", required=True, help="Collection to train on."),
+        click.option(
+            "--queries",
+            "queries_file",
+            type=click.Path(path_type=Path),
+            help="Labelled queries (BEIR queries.jsonl); with --qrels.",
+        ),
+        click.option(
+            "--qrels",
+            "qrels_file",
+            type=click.Path(path_type=Path),
+            help="Judgments (BEIR qrels .tsv: query-id, corpus-id, score); with --queries.",
+        ),
+        click.option(
+            "--synthetic",
+            type=click.Choice(list(TUNE_SYNTHETIC)),
+            default="auto",
+            show_default=True,
+            help="Where queries come from without labels: "
+            + "; ".join(f"{k}: {v}" for k, v in TUNE_SYNTHETIC.items()),
+        ),
+        click.option(
+            "--max-queries",
+            type=int,
+            default=2000,
+            show_default=True,
+            help="Synthetic queries to make (one per sampled chunk).",
+        ),
+        click.option("--base", help="Model to start from (hub id or folder)."),
+        click.option("--epochs", type=float, default=1.0, show_default=True),
+        click.option(
+            "--max-steps", type=int, help="Stop after this many steps (overrides epochs)."
+        ),
+        click.option("--batch-size", type=int, help="Training batch size."),
+        click.option("--lr", "learning_rate", type=float, help="Peak learning rate."),
+        click.option(
+            "--negatives",
+            type=int,
+            default=3,
+            show_default=True,
+            help="Hard negatives per query, mined by dense and BM25 search.",
+        ),
+        click.option(
+            "--held-out",
+            type=float,
+            default=0.2,
+            show_default=True,
+            help="Fraction of queries held out for evaluation.",
+        ),
+        click.option(
+            "--held-out-max", type=int, default=200, show_default=True, help="At most this many."
+        ),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option(
+            "--restart", is_flag=True, help="Start afresh instead of resuming an interrupted run."
+        ),
+        click.option(
+            "--no-register",
+            is_flag=True,
+            help="Train and evaluate, but leave the collection as is.",
+        ),
+        click.option(
+            "--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where to train."
+        ),
+        click.option("--json", "as_json", is_flag=True, help="Print the report and card as JSON."),
+        click.option("--no-progress", is_flag=True),
+        settings_options,
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _run_tune(
+    kind: str, collection: str, as_json: bool, config_file: Path | None, **kw: Any
+) -> None:
+    from rag.training import TuneOptions, tune_reranker, tune_retriever
+
+    no_progress = kw.pop("no_progress")
+    settings = load_settings(
+        config_file,
+        progress=False if no_progress else None,
+        index_dir=kw.pop("index_dir"),
+        device=kw.pop("device"),
+    )
+    options = TuneOptions(register=not kw.pop("no_register"), **kw)
+    run = tune_reranker if kind == "reranker" else tune_retriever
+    report = run(settings, collection, options)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        click.echo(report.message)
+
+
+@cli.group()
+def tune() -> None:
+    """Train the collection's own reranker or retriever on its documents."""
+
+
+@tune.command("reranker")
+@tune_options
+@click.option(
+    "--loss",
+    type=click.Choice(list(TUNE_LOSSES)),
+    default="mnrl",
+    show_default=True,
+    help="; ".join(f"{k}: {v}" for k, v in TUNE_LOSSES.items()),
+)
+@click.option("--max-length", type=int, default=256, show_default=True, help="Tokens per pair.")
+def tune_reranker_command(
+    collection: str, as_json: bool, config_file: Path | None, **kw: Any
+) -> None:
+    """Fine-tune a cross-encoder on the collection and register it when it beats no reranking.
+
+    Labels (--queries/--qrels) when given, else synthetic queries; hard negatives from the
+    collection's own dense and BM25 search; a held-out part decides. Ctrl-C keeps the best
+    checkpoint so far; the same command resumes an interrupted run.
+    """
+    _run_tune("reranker", collection, as_json, config_file, **kw)
+
+
+@tune.command("retriever")
+@tune_options
+def tune_retriever_command(
+    collection: str, as_json: bool, config_file: Path | None, **kw: Any
+) -> None:
+    """Fine-tune the bi-encoder (MultipleNegativesRankingLoss), re-embed the collection and make
+    the tuned model its embedder when held-out dense nDCG@10 improves."""
+    _run_tune("retriever", collection, as_json, config_file, **kw)
 
 
 def main() -> None:

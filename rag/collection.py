@@ -4,6 +4,8 @@ indexes/NAME/manifest.json        what the collection is (embedder, chunking, in
 indexes/NAME/store.sqlite         documents, chunks and vectors: the source of truth
 indexes/NAME/dense-<gen>.faiss    caches of the store at generation <gen>, rebuilt when missing
 indexes/NAME/lexical-<gen>/
+indexes/NAME/models/              models `rag tune` trained on this collection (with their cards)
+indexes/NAME/tune/                `rag tune` work in progress: data and checkpoints to resume from
 
 collection = Collection.open(Path("indexes"), "papers")
 dense = collection.dense_index(IndexParams())
@@ -63,6 +65,7 @@ class Collection:
         self.store = Store(path / STORE)
         self._dense: tuple[int, DenseIndex] | None = None
         self._lexical: tuple[int, LexicalIndex] | None = None
+        self._locked = False
 
     def __repr__(self) -> str:
         return f"Collection({self.name!r} at {self.path})"
@@ -73,8 +76,32 @@ class Collection:
 
     @property
     def embedder(self) -> EmbedderInfo:
+        # A swap of embedders (see `replace_embedder`) commits in the store first; from that
+        # moment on the pending embedder is the collection's, even before the manifest says so.
+        pending = self.manifest.get("pending_embedder")
+        if pending and self.store.generation >= int(pending["generation"]):
+            return EmbedderInfo(name=pending["name"], dimension=int(pending["dimension"]))
         info = self.manifest["embedder"]
         return EmbedderInfo(name=info["name"], dimension=int(info["dimension"]))
+
+    def registered_reranker(self) -> dict[str, Any] | None:
+        """The manifest's reranker entry with `path` made absolute, or None when none is."""
+        entry = self.manifest.get("reranker")
+        if not entry:
+            return None
+        path = Path(entry["path"]).expanduser()
+        return {**entry, "path": str(path if path.is_absolute() else self.path / path)}
+
+    def model_dir(self, kind: str) -> Path:
+        """A new, empty folder for a model trained on this collection: models/<kind>-<time>."""
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        root = self.path / "models"
+        path, n = root / f"{kind}-{stamp}", 1
+        while path.exists():
+            n += 1
+            path = root / f"{kind}-{stamp}-{n}"
+        path.mkdir(parents=True)
+        return path
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -118,7 +145,10 @@ class Collection:
                 f"collection {name!r} has schema version {manifest.get('schema_version')}; "
                 f"this version of rag reads {SCHEMA_VERSION}"
             )
-        return cls(path, manifest)
+        collection = cls(path, manifest)
+        if manifest.get("pending_embedder"):
+            collection._settle_embedder()
+        return collection
 
     def close(self) -> None:
         self.store.close()
@@ -136,9 +166,74 @@ class Collection:
         self.manifest["reranker"] = reranker
         _write_json(self.path / MANIFEST, self.manifest)
 
+    def replace_embedder(
+        self,
+        embedder: EmbedderInfo,
+        keys: np.ndarray,
+        vectors: np.ndarray,
+        details: dict[str, Any] | None = None,
+    ) -> int:
+        """Make `embedder` the collection's, with `vectors` (one per live chunk, by key), in one
+        step: a crash at any point leaves either the old embedder and vectors or the new ones.
+
+        The caller holds `writer_lock()`. Returns the new generation.
+        """
+        if vectors.shape[1:] != (embedder.dimension,):
+            raise CollectionError(
+                f"vectors of shape {vectors.shape} do not match embedder dimension "
+                f"{embedder.dimension}"
+            )
+        before = self.store.generation
+        # The manifest names the new embedder as pending at the generation the store commit will
+        # create; `embedder` and `_settle_embedder` read that commit as the moment of the swap.
+        self.manifest["pending_embedder"] = {
+            "name": embedder.name,
+            "dimension": embedder.dimension,
+            "generation": before + 1,
+            **(details or {}),
+        }
+        _write_json(self.path / MANIFEST, self.manifest)
+        generation = self.store.replace_vectors(keys, vectors, expected_generation=before)
+        # The text did not change: the BM25 index of the old generation serves the new one.
+        old_lexical = self.path / f"lexical-{before}"
+        new_lexical = self.path / f"lexical-{generation}"
+        if (old_lexical / "keys.npy").exists() and not new_lexical.exists():
+            tmp = self.path / f"lexical-{generation}.tmp{os.getpid()}"
+            shutil.copytree(old_lexical, tmp)
+            os.replace(tmp, new_lexical)
+        self._settle_embedder()
+        return generation
+
+    def _settle_embedder(self) -> None:
+        """Finish (or forget) an embedder swap that the manifest still marks as pending."""
+        pending = self.manifest.get("pending_embedder")
+        if not pending:
+            return
+        try:
+            with self.writer_lock():
+                manifest = json.loads((self.path / MANIFEST).read_text())
+                pending = manifest.get("pending_embedder")
+                if not pending:
+                    self.manifest = manifest
+                    return
+                if self.store.generation >= int(pending["generation"]):
+                    manifest["embedder"] = {k: v for k, v in pending.items() if k != "generation"}
+                del manifest["pending_embedder"]
+                _write_json(self.path / MANIFEST, manifest)
+                self.manifest = manifest
+        except CollectionError:
+            # A writer holds the lock (maybe the swap itself); `embedder` reads the pending entry.
+            return
+
     @contextmanager
     def writer_lock(self) -> Iterator[None]:
-        """One writer at a time; a second gets a clear error instead of waiting forever."""
+        """One writer at a time; a second gets a clear error instead of waiting forever.
+
+        Re-entrant within one Collection object, so a writer may call methods that lock too.
+        """
+        if self._locked:
+            yield
+            return
         with open(self.path / ".lock", "w") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -146,7 +241,11 @@ class Collection:
                 raise CollectionError(
                     f"collection {self.name!r} is being written by another job; try again later"
                 ) from None
-            yield
+            self._locked = True
+            try:
+                yield
+            finally:
+                self._locked = False
 
     # -- indexes ---------------------------------------------------------------------------
 
@@ -154,6 +253,8 @@ class Collection:
         """The FAISS index for the store's current generation, loaded or rebuilt once."""
         generation = self.store.generation
         if self._dense is None or self._dense[0] != generation:
+            if self._dense is not None:
+                self._reload_manifest()
             self._dense = (generation, self._load_or_build_dense(generation, params))
         return self._dense[1]
 
@@ -183,6 +284,15 @@ class Collection:
                     shutil.rmtree(entry, ignore_errors=True)
                 else:
                     entry.unlink(missing_ok=True)
+
+    def _reload_manifest(self) -> None:
+        """Re-read the manifest: another job may have changed the embedder or the reranker."""
+        try:
+            self.manifest = json.loads((self.path / MANIFEST).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise CollectionError(
+                f"collection {self.name!r} has an unreadable manifest: {e}"
+            ) from e
 
     def index_info(self) -> dict[str, Any]:
         """The index kind in use now, as recorded when it was built."""

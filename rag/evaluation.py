@@ -1,16 +1,23 @@
-"""Retrieval metrics over judged queries, computed by ranx (not by hand).
+"""Retrieval metrics: over judged queries (BEIR, by ranx), and gold-passage hit rate @k.
 
 results = evaluate_retrieval(searcher, queries, qrels, doc_id_of)
 results["hybrid"]["ndcg@10"]
+scores = evaluate_hits(searcher, read_questions(Path("questions.jsonl")))
+scores["hit@5"]
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import PurePath
+from typing import Any
 
 from tqdm import tqdm
 
+from rag.batch import Question
+from rag.errors import ConfigError
 from rag.retrieval import Searcher
 from rag.types import Hit
 
@@ -78,3 +85,95 @@ def evaluate_retrieval(
         scores = evaluate(ranx_qrels, Run(run), list(METRICS), make_comparable=True)
         results[name] = {metric: round(float(scores[metric]), 4) for metric in METRICS}
     return results
+
+
+HIT_KS = (1, 5, 10)
+_WORD = re.compile(r"\w+")
+# Word n-grams, so that line breaks, hyphen-free reflow and spacing in PDF text do not matter.
+SHINGLE = 5
+# A chunk "is" the gold paragraph when this share of the smaller one's n-grams is shared.
+MIN_OVERLAP = 0.5
+
+
+def shingles(text: str, n: int = SHINGLE) -> set[tuple[str, ...]]:
+    """Lower-cased word n-grams of a text (the words themselves when it is shorter than n)."""
+    words = _WORD.findall(text.lower())
+    if len(words) < n:
+        return {tuple(words)} if words else set()
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def overlap(chunk: str, paragraph: str) -> float:
+    """Shared word 5-grams over those of the shorter text: 1.0 when one lies inside the other."""
+    a, b = shingles(chunk), shingles(paragraph)
+    if not a or not b:
+        return 0.0
+    return len(a & b) / min(len(a), len(b))
+
+
+def is_gold_hit(hit: Hit, question: Question) -> bool:
+    """Whether a retrieved chunk is the question's gold passage.
+
+    The chunk must come from the gold document (same file name, any folder). Then, when the
+    question carries its gold paragraph, the chunk and the paragraph share at least half of the
+    shorter one's word 5-grams (the chunk lies mostly inside the paragraph, or holds most of it);
+    otherwise, when it carries a gold page, the chunk is on that page; otherwise any chunk of the
+    document counts.
+    """
+    if question.document is None:
+        return False
+    if PurePath(hit.chunk.source).name != PurePath(question.document).name:
+        return False
+    if question.paragraph:
+        return overlap(hit.chunk.text, question.paragraph) >= MIN_OVERLAP
+    if question.page is not None:
+        return hit.chunk.page == question.page
+    return True
+
+
+def evaluate_hits(
+    searcher: Searcher,
+    questions: Sequence[Question],
+    ks: Sequence[int] = HIT_KS,
+    mode: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Gold-passage hit rate at each k (and gold-document hit rate, MRR) through `searcher.search`.
+
+    Each question is searched as `rag search` would (first stage, then the reranker when one is
+    available), for the top max(ks) chunks. Questions without a gold document are refused.
+    """
+    if not ks or min(ks) < 1:
+        raise ConfigError(f"k must be 1 or more (got {list(ks)})")
+    if not questions:
+        raise ConfigError("no questions to evaluate")
+    unlabelled = [q.id for q in questions if not q.document]
+    if unlabelled:
+        raise ConfigError(
+            f"{len(unlabelled)} question(s) have no gold 'document' (first: {unlabelled[0]!r}); "
+            "hit rate needs document, and page or paragraph"
+        )
+    depth = max(ks)
+    ranks: dict[str, int | None] = {}
+    document_ranks: dict[str, int | None] = {}
+    per_question = []
+    for question in tqdm(questions, desc="hits", unit="q", disable=not progress):
+        hits = searcher.search(question.question, top_k=depth, mode=mode).hits
+        rank = next((r for r, h in enumerate(hits, 1) if is_gold_hit(h, question)), None)
+        gold_name = PurePath(str(question.document)).name
+        doc_rank = next(
+            (r for r, h in enumerate(hits, 1) if PurePath(h.chunk.source).name == gold_name), None
+        )
+        ranks[question.id], document_ranks[question.id] = rank, doc_rank
+        per_question.append({"id": question.id, "rank": rank, "document_rank": doc_rank})
+    total = len(questions)
+
+    def rate(found: dict[str, int | None], k: int) -> float:
+        return round(sum(r is not None and r <= k for r in found.values()) / total, 4)
+
+    scores: dict[str, Any] = {"questions": total}
+    scores.update({f"hit@{k}": rate(ranks, k) for k in sorted(ks)})
+    scores.update({f"document_hit@{k}": rate(document_ranks, k) for k in sorted(ks)})
+    scores[f"mrr@{depth}"] = round(sum(1 / r for r in ranks.values() if r) / total, 4)
+    scores["per_question"] = per_question
+    return scores

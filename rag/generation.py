@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import SecretStr
 
 from rag.errors import ConfigError, GenerationError, ModelError
-from rag.models import local_only, pick_device, resolve_model
+from rag.models import local_only, pick_device, resolve_model, set_torch_threads
 
 if TYPE_CHECKING:
     from openai import OpenAI
@@ -305,7 +305,8 @@ class TransformersLLM:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TransformersLLM:
-        """The model folder and device that `settings` name."""
+        """The model folder and device that `settings` name (and its torch thread count)."""
+        set_torch_threads(settings.torch_threads)
         return cls(settings.llm_model, device=settings.device)
 
     def __repr__(self) -> str:
@@ -407,7 +408,8 @@ class EmbeddedLLM(TransformersLLM):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EmbeddedLLM:
-        """The embedded model on the device that `settings` name."""
+        """The embedded model on the device that `settings` name (and its torch thread count)."""
+        set_torch_threads(settings.torch_threads)
         return cls(device=settings.device)
 
     def _location(self) -> str:

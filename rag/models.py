@@ -102,3 +102,18 @@ def pick_device(requested: str) -> str:
     if requested == "cuda" and not available:
         raise ModelError("device 'cuda' was requested but no CUDA GPU is available")
     return "cuda" if available else "cpu"
+
+
+def set_torch_threads(count: int | None) -> None:
+    """Let torch use `count` threads in this process (None: leave its default).
+
+    Process-wide, and seen by threads started afterwards; call it from the thread that builds the
+    models, before work is handed to other threads.
+    """
+    if count is None:
+        return
+    import torch
+
+    if torch.get_num_threads() != count:
+        logger.info("torch threads: %d -> %d", torch.get_num_threads(), count)
+        torch.set_num_threads(count)

@@ -2,14 +2,18 @@
 
 reranker = CrossEncoderReranker("path/to/cross-encoder")
 hits = reranker.rerank("query", hits)   # re-scored, best first
+
+A tuned reranker may carry a `Fusion`: its ranking is then fused with the first stage's by weighted
+reciprocal rank, with the weight `rag tune` picked on held-out queries.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rag.errors import ModelError
 from rag.models import local_only, pick_device, resolve_model
@@ -27,16 +31,58 @@ class Reranker(Protocol):
     def rerank(self, query: str, hits: list[Hit]) -> list[Hit]: ...
 
 
+@dataclass(frozen=True)
+class Fusion:
+    """Weighted reciprocal-rank fusion of the reranker's order with the first stage's order:
+    score = weight / (k + reranker rank) + (1 - weight) / (k + first-stage rank)."""
+
+    weight: float
+    k: int = 60
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.weight <= 1.0:
+            raise ModelError(f"fusion weight must be within [0, 1], got {self.weight}")
+        if self.k < 1:
+            raise ModelError(f"fusion k must be at least 1, got {self.k}")
+
+    def fuse(self, scores: Sequence[float]) -> list[float]:
+        """Fused scores for candidates given in first-stage order with these reranker scores."""
+        order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+        rerank_rank = {index: rank for rank, index in enumerate(order, start=1)}
+        return [
+            self.weight / (self.k + rerank_rank[i]) + (1.0 - self.weight) / (self.k + i + 1)
+            for i in range(len(scores))
+        ]
+
+
+def rescore(hits: list[Hit], scores: Sequence[float], fusion: Fusion | None) -> list[Hit]:
+    """`hits` with their reranker `scores` (fused with the incoming order when `fusion` is
+    given), best first."""
+    if fusion is not None:
+        scores = fusion.fuse(scores)
+    rescored = [
+        replace(hit, score=float(score), stage="rerank")
+        for hit, score in zip(hits, scores, strict=True)
+    ]
+    return sorted(rescored, key=lambda hit: -hit.score)
+
+
 class CrossEncoderReranker:
     """Any sentence-transformers CrossEncoder, by hub id or local folder, loaded once."""
 
     def __init__(
-        self, name: str, device: str = "auto", max_length: int = 256, batch_size: int = 32
+        self,
+        name: str,
+        device: str = "auto",
+        max_length: int = 256,
+        batch_size: int = 32,
+        fusion: Fusion | None = None,
     ):
         self.name = name
         self.requested_device = device
         self.max_length = max_length
         self.batch_size = batch_size
+        self.fusion = fusion
         self._model: CrossEncoder | None = None
         self._lock = threading.Lock()
 
@@ -64,21 +110,80 @@ class CrossEncoderReranker:
                     ) from e
             return self._model
 
-    def rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
-        """Score each (query, chunk) pair and return the hits re-sorted by that score."""
-        if not hits:
+    def score(self, query: str, texts: Sequence[str]) -> list[float]:
+        """The cross-encoder's raw score for each (query, text) pair."""
+        if not texts:
             return []
         model = self.load()
         scores = model.predict(
-            [(query, hit.chunk.text) for hit in hits],
+            [(query, text) for text in texts],
             batch_size=self.batch_size,
             show_progress_bar=False,
         )
-        rescored = [
-            replace(hit, score=float(score), stage="rerank")
-            for hit, score in zip(hits, scores, strict=True)
-        ]
-        return sorted(rescored, key=lambda hit: -hit.score)
+        return [float(score) for score in scores]
+
+    def rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
+        """Score each (query, chunk) pair and return the hits re-sorted by that score (fused with
+        the order they came in when the reranker carries a `Fusion`)."""
+        return rescore(hits, self.score(query, [hit.chunk.text for hit in hits]), self.fusion)
+
+
+# `reranker = "maxsim"` (or "maxsim:<bi-encoder>") picks the training-free MaxSimReranker.
+MAXSIM = "maxsim"
+MAXSIM_DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class MaxSimReranker:
+    """Training-free late interaction: a bi-encoder's token embeddings, scored ColBERT-style
+    (each query token's best cosine with any passage token, summed).
+
+    reranker = MaxSimReranker("sentence-transformers/all-MiniLM-L6-v2", fusion=Fusion(0.5))
+    """
+
+    def __init__(self, name: str, device: str = "auto", fusion: Fusion | None = None) -> None:
+        self.name = name
+        self.requested_device = device
+        self.fusion = fusion
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"MaxSimReranker({self.name!r})"
+
+    def load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                from sentence_transformers import SentenceTransformer
+
+                location = resolve_model(self.name)
+                try:
+                    self._model = SentenceTransformer(
+                        location,
+                        device=pick_device(self.requested_device),
+                        local_files_only=local_only(location, "embedder"),
+                    )
+                except Exception as e:
+                    raise ModelError(f"cannot load {self.name!r}: {_first_line(e)}") from e
+            return self._model
+
+    def score(self, query: str, texts: Sequence[str]) -> list[float]:
+        """Sum over query tokens of the best cosine with a passage token, per text."""
+        if not texts:
+            return []
+        import torch
+
+        model = self.load()
+        tokens = model.encode(
+            [query, *texts], output_value="token_embeddings", show_progress_bar=False
+        )
+        normed = [torch.nn.functional.normalize(t.float(), dim=-1) for t in tokens]
+        # Skip [CLS] and [SEP]: they match everything about equally.
+        q = normed[0][1:-1] if len(normed[0]) > 2 else normed[0]
+        return [float((q @ p[1:-1].T).max(dim=1).values.sum()) for p in normed[1:]]
+
+    def rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
+        """Re-sort hits by MaxSim (fused with their incoming order when given a `Fusion`)."""
+        return rescore(hits, self.score(query, [hit.chunk.text for hit in hits]), self.fusion)
 
 
 @dataclass(frozen=True)
@@ -90,20 +195,32 @@ class RerankerChoice:
 
 
 def choose_reranker(
-    registered: str | None, configured: str, enabled: bool, device: str, max_length: int
+    registered: str | None,
+    configured: str,
+    enabled: bool,
+    device: str,
+    max_length: int,
+    fusion: Fusion | None = None,
 ) -> RerankerChoice:
-    """The collection's own reranker first, else the configured one; off (with why) otherwise."""
+    """The collection's own reranker first (with its fusion), else the configured one; off (with
+    why) otherwise."""
     if not enabled:
         return RerankerChoice(None, "reranking is off: disabled by --no-rerank / rerank=false")
     name = registered or configured
-    reranker = CrossEncoderReranker(name, device=device, max_length=max_length)
+    reranker: CrossEncoderReranker | MaxSimReranker
+    if not registered and (name == MAXSIM or name.startswith(MAXSIM + ":")):
+        reranker = MaxSimReranker(name.partition(":")[2] or MAXSIM_DEFAULT_MODEL, device=device)
+    else:
+        reranker = CrossEncoderReranker(
+            name, device=device, max_length=max_length, fusion=fusion if registered else None
+        )
     try:
         reranker.load()
     except ModelError as e:
         return RerankerChoice(
             None,
             f"reranking is off: {e}; train one for this collection with `rag tune reranker` "
-            "or set `reranker` to a cross-encoder folder",
+            "or set `reranker` to a cross-encoder folder (or to `maxsim`, needing no training)",
         )
     return RerankerChoice(reranker)
 

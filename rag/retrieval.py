@@ -7,6 +7,7 @@ result = searcher.search("what does the reranker do?")   # SearchResult, best hi
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, get_args
 
@@ -16,7 +17,8 @@ from rag.collection import Collection
 from rag.embedding import Embedder, SentenceTransformerEmbedder
 from rag.errors import ConfigError
 from rag.index import IndexParams
-from rag.rerank import Reranker, RerankerChoice, choose_reranker
+from rag.models import set_torch_threads
+from rag.rerank import Fusion, Reranker, RerankerChoice, choose_reranker
 from rag.settings import SearchMode, Settings
 from rag.types import Hit, SearchResult
 
@@ -69,8 +71,10 @@ class Searcher:
         collection.check_embedder(settings.embedding_model)
         if embedder is not None:
             collection.check_embedder(embedder.name)
+        set_torch_threads(settings.torch_threads)
         self.collection = collection
         self.settings = settings
+        self._own_embedder = embedder is None
         self.embedder: Embedder = embedder or SentenceTransformerEmbedder(
             collection.embedder.name,
             device=settings.device,
@@ -85,13 +89,15 @@ class Searcher:
         """The reranker in use (resolved once): given, the collection's own, or the configured."""
         if self._reranker_choice is None:
             if self._reranker_arg == "auto":
-                registered = self.collection.manifest.get("reranker") or {}
+                registered = self.collection.registered_reranker() or {}
+                fusion = registered.get("fusion")
                 self._reranker_choice = choose_reranker(
                     registered.get("path"),
                     self.settings.reranker,
                     self.settings.rerank,
                     self.settings.device,
                     self.settings.rerank_max_length,
+                    Fusion(float(fusion["weight"]), int(fusion["k"])) if fusion else None,
                 )
             elif self._reranker_arg is None or isinstance(self._reranker_arg, str):
                 self._reranker_choice = RerankerChoice(None, "reranking is off")
@@ -125,16 +131,35 @@ class Searcher:
         top_k = top_k or self.settings.top_k
         notices: list[str] = []
         choice = self.reranker() if rerank else RerankerChoice(None, None)
+        started = time.perf_counter()
         if choice.reranker is None:
             if choice.reason:
                 notices.append(choice.reason)
-            return SearchResult(query, tuple(self.retrieve(query, top_k, mode)), tuple(notices))
+            hits = self.retrieve(query, top_k, mode)
+            timings = {"retrieve_s": time.perf_counter() - started}
+            return SearchResult(query, tuple(hits), tuple(notices), timings)
         candidates = self.retrieve(query, max(top_k, self.settings.rerank_depth), mode)
+        retrieved = time.perf_counter()
         head = choice.reranker.rerank(query, candidates[: self.settings.rerank_depth])
-        return SearchResult(query, tuple(head[:top_k]), tuple(notices))
+        timings = {
+            "retrieve_s": retrieved - started,
+            "rerank_s": time.perf_counter() - retrieved,
+        }
+        return SearchResult(query, tuple(head[:top_k]), tuple(notices), timings)
 
     def _dense(self, query: str, k: int) -> tuple[list[int], list[float]]:
         index = self.collection.dense_index(self._params)
+        current = self.collection.embedder.name
+        if current != self.embedder.name:
+            # `rag tune retriever` swapped the collection's embedder while this searcher lived.
+            if not self._own_embedder:
+                self.collection.check_embedder(self.embedder.name)
+            self.embedder = SentenceTransformerEmbedder(
+                current,
+                device=self.settings.device,
+                batch_size=self.settings.embed_batch_size,
+                backend=self.settings.embed_backend,
+            )
         vector = self.embedder.embed([query])
         scores, keys = index.search(vector, k)
         found = [

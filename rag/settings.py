@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     min_evidence: float = Field(0.40, ge=-1.0, le=1.0)
     min_support: float = Field(0.46, ge=0.0, le=1.0)
 
+    # Threads torch may use for the local models (embedder, reranker, embedded LLM) in this
+    # process; None leaves torch's default (one per core). On a shared or busy machine 1 is often
+    # fastest: OpenMP threads that wait for a busy core stall every step (docs/answers.md).
+    torch_threads: int | None = Field(None, ge=1, le=1024)
+
     progress: bool = True
 
     @model_validator(mode="after")

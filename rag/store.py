@@ -234,6 +234,43 @@ class Store:
                 ),
             )
 
+    def replace_vectors(
+        self, keys: np.ndarray, vectors: np.ndarray, expected_generation: int
+    ) -> int:
+        """Give every live chunk a new vector (say, from a tuned embedder) in one transaction that
+        also drops staged work (embedded by the old model) and bumps the generation."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if len(keys) != len(vectors):
+            raise ValueError(f"{len(keys)} keys but {len(vectors)} vectors")
+        with self.transaction() as db:
+            if self.generation != expected_generation:
+                raise CollectionError(
+                    f"{self.path} changed while new vectors were computed (generation "
+                    f"{self.generation}, expected {expected_generation}); run the command again"
+                )
+            live = {
+                int(row[0])
+                for row in db.execute(
+                    "SELECT c.key FROM chunks c JOIN documents d ON d.key = c.document_key "
+                    "WHERE d.state = 'live'"
+                )
+            }
+            given = {int(key) for key in keys}
+            if live != given:
+                raise CollectionError(
+                    f"new vectors cover {len(given & live)} of {len(live)} live chunks "
+                    f"(and {len(given - live)} unknown keys); run the command again"
+                )
+            db.execute("DELETE FROM documents WHERE state = 'staged'")
+            db.executemany(
+                "UPDATE chunks SET vector = ? WHERE key = ?",
+                ((vector.tobytes(), int(key)) for key, vector in zip(keys, vectors, strict=True)),
+            )
+            db.execute(
+                "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'"
+            )
+        return self.generation
+
     def discard_staged(self, keep: set[str]) -> int:
         """Drop staged documents left by an earlier job whose sources this job does not adopt."""
         with self.transaction() as db:

@@ -102,6 +102,8 @@ class SearchResult:
     query: str
     hits: tuple[Hit, ...]
     notices: tuple[str, ...] = field(default=())
+    # Seconds per stage: "retrieve_s" (first stage), and "rerank_s" when a reranker ran.
+    timings: dict[str, float] = field(default_factory=dict, compare=False)
 
     def to_json(self) -> dict[str, object]:
         return {"hits": [hit.to_json() for hit in self.hits]}

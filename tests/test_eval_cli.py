@@ -58,3 +58,66 @@ def test_eval_retrieval_json(scifact_subset: Path, tmp_path: Path) -> None:
     assert again.exit_code == 0
     assert "0 ingested (0 new, 0 changed, 0 resumed), 300 unchanged" in again.stderr
     assert json.loads(again.stdout)["results"]["bm25"] == payload["results"]["bm25"]
+
+
+@pytest.fixture(scope="module")
+def squad_collection(tmp_path_factory, shared_data: Path, minilm):
+    """SQuAD dev's first article as Markdown, ingested, and 15 of its questions."""
+    from ingest.pipeline import IngestJob
+    from ingest.squad import build_squad_corpus
+    from rag.settings import Settings
+
+    root = tmp_path_factory.mktemp("squad-hits")
+    corpus = build_squad_corpus(
+        shared_data / "squad" / "dev-v1.1.json", root, articles=1, pdf_every=0, questions=15
+    )
+    settings = Settings.load(index_dir=root / "idx", progress=False, device="cpu", rerank=False)
+    IngestJob(settings, embedder=minilm).run_files("sb50", list(corpus.documents))
+    return settings.index_dir, corpus.questions_file
+
+
+def test_eval_hits_json_and_details(squad_collection, tmp_path: Path) -> None:
+    index_dir, questions = squad_collection
+    details = tmp_path / "ranks.jsonl"
+    args = ["eval", "hits", str(questions), "-c", "sb50", "--no-rerank", "--json"]
+    result = CliRunner().invoke(
+        cli,
+        [*args, "-k", "1", "-k", "3", "--no-progress", "--details", str(details)],
+        env={"RAG_INDEX_DIR": str(index_dir)},
+    )
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.stdout)
+    assert scores["collection"] == "sb50" and scores["questions"] == 15
+    assert set(scores) == {
+        "collection",
+        "questions",
+        "hit@1",
+        "hit@3",
+        "document_hit@1",
+        "document_hit@3",
+        "mrr@3",
+    }
+    # One document: every question finds it first; the paragraph itself mostly in the top 3.
+    assert scores["document_hit@1"] == 1.0
+    assert scores["hit@3"] >= 0.6
+    rows = [json.loads(line) for line in details.read_text().splitlines()]
+    assert len(rows) == 15 and set(rows[0]) == {"id", "rank", "document_rank"}
+
+
+def test_eval_hits_text_and_errors(squad_collection, tmp_path: Path) -> None:
+    index_dir, questions = squad_collection
+    env = {"RAG_INDEX_DIR": str(index_dir)}
+    result = CliRunner().invoke(
+        cli,
+        ["eval", "hits", str(questions), "-c", "sb50", "--mode", "bm25", "--no-progress"],
+        env=env,
+    )
+    assert result.exit_code == 0, result.output
+    assert "sb50: 15 questions (bm25)" in result.stdout and "hit@10" in result.stdout
+    unlabelled = tmp_path / "q.jsonl"
+    unlabelled.write_text('{"id": "a", "question": "Who won Super Bowl 50?"}\n')
+    result = CliRunner().invoke(
+        cli, ["eval", "hits", str(unlabelled), "-c", "sb50", "--no-progress"], env=env
+    )
+    assert result.exit_code == 1
+    assert "Error: 1 question(s) have no gold 'document' (first: 'a')" in result.stderr

@@ -126,6 +126,49 @@ def test_a_failing_question_is_recorded_and_the_batch_goes_on(
     assert failed[0]["question"]
 
 
+def test_several_gold_answers_and_the_gold_paragraph(setup, minilm, tmp_path: Path) -> None:
+    from rag.answer_eval import evaluate_answers
+
+    qfile = tmp_path / "q.jsonl"
+    record = {
+        "id": "sb",
+        "question": "Which NFL team represented the AFC at Super Bowl 50?",
+        "answer": ["Denver Broncos", "the Broncos"],
+        "document": "p000.md",
+        "page": 1,
+        "paragraph": "Super Bowl 50 was an American football game ...",
+    }
+    qfile.write_text(json.dumps(record) + "\n")
+    [question] = read_questions(qfile)
+    assert question.answer == ("Denver Broncos", "the Broncos")
+    assert question.paragraph == record["paragraph"]
+    out = tmp_path / "answers.jsonl"
+    with OpenAICompatServer(models=["test/echo"]) as server:
+        run_batch(answerer_for(setup, minilm, server), [question], out, 1, False)
+    [answer] = lines(out)
+    # Written as a JSON list, so that scoring takes the best of the gold answers.
+    assert answer["gold_answer"] == ["Denver Broncos", "the Broncos"]
+    assert (answer["gold_document"], answer["gold_page"]) == ("p000.md", 1)
+    assert evaluate_answers([{**answer, "answer": "The Broncos."}])["exact_match"] == 1.0
+
+
+def test_ctrl_c_drops_the_queued_questions(tmp_path: Path) -> None:
+    class Interrupted:
+        """Answers by raising Ctrl-C, as if the person pressed it during the first question."""
+
+        calls = 0
+
+        def ask(self, question: str):
+            Interrupted.calls += 1
+            raise KeyboardInterrupt
+
+    questions = [Question(f"q{n}", "Who?") for n in range(20)]
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(Interrupted(), questions, tmp_path / "a.jsonl", concurrency=1, progress=False)
+    # The one question in flight when it was noticed may have started; the queue did not run.
+    assert Interrupted.calls <= 2
+
+
 def test_torn_last_line_is_cut_and_redone(tmp_path: Path) -> None:
     out = tmp_path / "answers.jsonl"
     out.write_text('{"id": "q0", "answer": "x"}\n{"id": "q1", "ans')

@@ -98,6 +98,29 @@ def test_answer_through_a_real_openai_compatible_server(squad, minilm) -> None:
     )
 
 
+def test_the_answer_record_times_every_stage(squad, minilm, cross_encoder_dir) -> None:
+    from rag.rerank import CrossEncoderReranker
+
+    collection, settings = squad
+    reranker = CrossEncoderReranker(str(cross_encoder_dir), device="cpu")
+    searcher = Searcher(collection, settings, embedder=minilm, reranker=reranker)
+    llm = ScriptedLLM("The Denver Broncos won Super Bowl 50 [1].")
+    answer = Answerer(searcher, llm, settings).ask("Who won Super Bowl 50?")
+    timings = answer.timings  # unrounded: a scripted LLM takes microseconds
+    assert set(answer.to_json()["timings"]) == set(timings)
+    stages = ("retrieve_s", "rerank_s", "evidence_s", "generate_s", "verify_s")
+    assert set(timings) == {"rewrite_s", "wait_s", "first_token_s", "total_s", *stages}
+    assert all(timings[stage] > 0 for stage in stages), timings
+    # The stages happen one after another, inside the total.
+    assert sum(timings[stage] for stage in stages) <= timings["total_s"]
+    # A refusal never reaches the LLM: no generation or verification time.
+    refused = Answerer(searcher, ScriptedLLM(), settings).ask(
+        "What is the melting point of tungsten carbide in kelvin?"
+    )
+    assert refused.refused and "generate_s" not in refused.timings
+    assert refused.timings["rerank_s"] > 0
+
+
 def test_prompt_injection_in_a_document_changes_no_instruction(squad, minilm) -> None:
     with OpenAICompatServer(models=["test/echo"]) as server:
         pipeline = answerer(squad, minilm, openai_llm(server, squad[1]))

@@ -81,6 +81,29 @@ def test_cross_encoder_reranks_with_its_own_scores(
     assert {h.chunk.id for h in result.hits} <= {h.chunk.id for h in candidates}
 
 
+def test_search_reports_its_stage_times(squad_collection, minilm, cross_encoder_dir) -> None:
+    collection, settings, _ = squad_collection
+    query = "Which NFL team represented the AFC at Super Bowl 50?"
+    plain = Searcher(collection, settings, embedder=minilm, reranker=None).search(query)
+    assert set(plain.timings) == {"retrieve_s"} and plain.timings["retrieve_s"] > 0
+    reranker = CrossEncoderReranker(str(cross_encoder_dir), device="cpu")
+    reranked = Searcher(collection, settings, embedder=minilm, reranker=reranker).search(query)
+    assert set(reranked.timings) == {"retrieve_s", "rerank_s"}
+    assert all(seconds > 0 for seconds in reranked.timings.values())
+
+
+def test_searcher_applies_the_torch_thread_setting(squad_collection, minilm) -> None:
+    import torch
+
+    collection, settings, _ = squad_collection
+    before = torch.get_num_threads()
+    try:
+        Searcher(collection, settings.model_copy(update={"torch_threads": 1}), embedder=minilm)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_registered_reranker_is_used_by_default(squad_collection, cross_encoder_dir) -> None:
     choice = choose_reranker(str(cross_encoder_dir), "missing/model", True, "cpu", 256)
     assert choice.reranker is not None and choice.reason is None

@@ -70,3 +70,13 @@ def test_unknown_key_in_file_is_refused(tmp_path: Path) -> None:
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         Settings.load(tmp_path / "nope.toml")
+
+
+def test_torch_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings.load().torch_threads is None  # torch's own default
+    monkeypatch.setenv("RAG_TORCH_THREADS", "1")
+    assert Settings.load().torch_threads == 1
+    with pytest.raises(
+        ConfigError, match=r"torch_threads: Input should be greater than or equal to 1 \(got 0\)"
+    ):
+        Settings.load(torch_threads=0)

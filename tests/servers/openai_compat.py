@@ -15,7 +15,11 @@ Behaviours: "normal"; "slow" (waits `delay` seconds before answering); "error" (
 request gets `error_status` with an OpenAI-style error body); `fail_next(status, times)` makes
 the next chat requests fail, then answers normally (429 then success); `api_key` makes the server
 answer 401 to any other bearer token; `reject_stream_options` answers 400 to requests that carry
-`stream_options`, as some older servers do.
+`stream_options`, as some older servers do. `token_delay` (seconds, default 0) is spent before each
+streamed token, to model a remote endpoint's decoding speed in benchmarks.
+
+As its own process (for benchmarks): `python -m tests.servers.openai_compat --token-delay 0.02`
+prints its base URL on the first line of stdout and serves until killed.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ class OpenAICompatServer:
     error_status: int = 500
     api_key: str | None = None
     reject_stream_options: bool = False
+    token_delay: float = 0.0
     # Sent with 429 and 5xx answers so that client retries in tests take milliseconds.
     retry_after_ms: int | None = 20
     requests: list[Received] = field(default_factory=list, init=False, repr=False)
@@ -250,8 +255,11 @@ class _Handler(BaseHTTPRequestHandler):
         events.append(_completion(model, "chat.completion.chunk", [last]))
         if usage is not None:
             events.append(_completion(model, "chat.completion.chunk", [], usage))
+        delay = self.server_state.token_delay
         try:
             for event in events:
+                if delay and event["choices"] and event["choices"][0]["delta"].get("content"):
+                    time.sleep(delay)
                 self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
                 self.wfile.flush()
             self.wfile.write(b"data: [DONE]\n\n")
@@ -289,3 +297,25 @@ def _reply(body: dict[str, Any]) -> tuple[list[str], str]:
     if isinstance(limit, int) and 0 < limit < len(words):
         return words[:limit], "length"
     return words, "stop"
+
+
+def main() -> None:
+    """Serve on loopback until killed; the base URL is printed first, for the parent process."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="OpenAI-compatible test server on 127.0.0.1")
+    parser.add_argument("--model", default="test/echo-model")
+    parser.add_argument("--token-delay", type=float, default=0.0, help="seconds per token")
+    args = parser.parse_args()
+    server = OpenAICompatServer(models=[args.model], token_delay=args.token_delay).start()
+    print(server.base_url, flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
