@@ -203,19 +203,15 @@ def tune_reranker(
             f"held-out nDCG@10 {scores.first_stage:.4f} without reranking, "
             f"{scores.reranker:.4f} reranked, {scores.fused:.4f} fused at weight {scores.weight}"
         )
-        if not beats:
-            message = _interrupted_note(state) + (
-                f"not registered: the tuned reranker does not beat no reranking on "
-                f"{scores.queries} held-out queries ({detail}); saved at {target}"
-            )
-        elif options.register:
-            message = _interrupted_note(state) + (
-                f"registered reranker for {name!r}: {detail}; model at {target}"
-            )
-        else:
-            message = _interrupted_note(state) + (
-                f"trained (not registered, as asked): {detail}; model at {target}"
-            )
+        message = _outcome(
+            state,
+            beats,
+            options.register,
+            refused=f"the tuned reranker does not beat no reranking on {scores.queries} "
+            f"held-out queries ({detail}); saved at {target}",
+            registered=f"registered reranker for {name!r}: {detail}; model at {target}",
+            trained=f"{detail}; model at {target}",
+        )
         return TuneReport("reranker", name, target, beats and options.register, message, card)
     finally:
         collection.close()
@@ -279,20 +275,16 @@ def tune_retriever(
         if not state.get("interrupted"):
             shutil.rmtree(work, ignore_errors=True)
         detail = f"held-out dense nDCG@10 {before:.4f} -> {after:.4f}"
-        if not beats:
-            message = _interrupted_note(state) + (
-                f"not registered: the tuned embedder does not beat the current one on "
-                f"{len(data.held_out)} held-out queries ({detail}); saved at {target}"
-            )
-        elif options.register:
-            message = _interrupted_note(state) + (
-                f"{name!r} now uses the tuned embedder ({len(keys)} chunks re-embedded): "
-                f"{detail}; model at {target}"
-            )
-        else:
-            message = _interrupted_note(state) + (
-                f"trained (not registered, as asked): {detail}; model at {target}"
-            )
+        message = _outcome(
+            state,
+            beats,
+            options.register,
+            refused=f"the tuned embedder does not beat the current one on "
+            f"{len(data.held_out)} held-out queries ({detail}); saved at {target}",
+            registered=f"{name!r} now uses the tuned embedder ({len(keys)} chunks re-embedded): "
+            f"{detail}; model at {target}",
+            trained=f"{detail}; model at {target}",
+        )
         return TuneReport("retriever", name, target, beats and options.register, message, card)
     finally:
         collection.close()
@@ -673,6 +665,19 @@ def _drop_incomplete_checkpoints(folder: Path) -> None:
     for path in folder.iterdir():
         if path.is_dir() and path not in complete:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _outcome(
+    state: dict[str, Any], beats: bool, register: bool, refused: str, registered: str, trained: str
+) -> str:
+    """The command's one line: refused by the guard, registered, or trained only as asked."""
+    if not beats:
+        line = f"not registered: {refused}"
+    elif register:
+        line = registered
+    else:
+        line = f"trained (not registered, as asked): {trained}"
+    return _interrupted_note(state) + line
 
 
 def _interrupted_note(state: dict[str, Any]) -> str:
