@@ -168,7 +168,7 @@ def run_batch(
     bar = tqdm(
         total=len(todo), unit="q", desc="answering", disable=not progress, dynamic_ncols=True
     )
-    pool = ThreadPoolExecutor(concurrency)
+    pool = ThreadPoolExecutor(concurrency, thread_name_prefix="rag-batch")
     finished = False
     try:
         with bar, out.open("a", encoding="utf-8") as sink:
