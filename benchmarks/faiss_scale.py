@@ -2,12 +2,15 @@
 
     .venv/bin/rag eval retrieval ../shared/data/scifact            # once: the real vectors
     .venv/bin/python benchmarks/faiss_scale.py --size 1000000       # JSON + plot in results/
+    .venv/bin/python benchmarks/faiss_scale.py --size 1000000 --sentences --synthetic between
 
 The base is every chunk vector of a collection (default: `scifact`, 240-token chunks of the 5,183
-SciFact abstracts, embedded by the product), topped up to `--size` with synthetic vectors: each
-one a real vector moved in a random direction to cosine `--synthetic-cosine` from it, so the
-synthetic part keeps the real part's clusters. The queries are real: SciFact's test questions,
-embedded by the same embedder. For each index kind the script reports the build (with the
+SciFact abstracts, embedded by the product), with `--sentences` also every sentence of SciFact
+and SQuAD dev, topped up to `--size` with synthetic vectors, stated as such in the results:
+`--synthetic around` (each a real vector turned in a random direction to `--synthetic-cosine`:
+tight clusters of near-copies, a stress test) or `--synthetic between` (mixes of a real vector
+and one of its real neighbours). The queries are real: SciFact's test questions (never in the
+base), embedded by the same embedder. For each index kind the script reports the build (with the
 product's own tuning of efSearch / nprobe), the memory of the serialised index, recall@10 against
 exact search with the knob as tuned, p50/p95 latency of one query at a time, and a sweep of the
 knob for the recall-latency plot.
@@ -19,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -63,14 +67,75 @@ def top_up(real: np.ndarray, size: int, cosine: float, seed: int = 0) -> np.ndar
     return out
 
 
-def scifact_queries(scifact: Path, embedder_name: str) -> np.ndarray:
+def sentence_vectors(
+    scifact: Path, squad: Path, embedder_name: str, cache: Path, exclude: set[str]
+) -> np.ndarray:
+    """More real vectors: every sentence of the SciFact abstracts and the SQuAD dev paragraphs
+    (about 60,000), embedded by the product's embedder once and cached. `exclude`: texts that
+    must not be in the base (the benchmark's own queries)."""
+    if cache.exists():
+        return np.load(cache)
+    texts: list[str] = []
+    for line in (scifact / "corpus.jsonl").open(encoding="utf-8"):
+        texts.extend(_sentences(json.loads(line)["text"]))
+    squad_file = next(iter(sorted(squad.glob("*.json"))))
+    for article in json.loads(squad_file.read_text(encoding="utf-8"))["data"]:
+        for paragraph in article["paragraphs"]:
+            texts.extend(_sentences(paragraph["context"]))
+    texts = sorted({t for t in texts if len(t.split()) >= 5 and t not in exclude})
+    print(f"embedding {len(texts):,} sentences (once; cached in {cache})", flush=True)
+    embedder = SentenceTransformerEmbedder(embedder_name, device="cpu")
+    vectors = np.concatenate(
+        [embedder.embed(texts[i : i + 2048]) for i in range(0, len(texts), 2048)]
+    ).astype(np.float32)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.save(cache, vectors)
+    return vectors
+
+
+def _sentences(text: str) -> list[str]:
+    return [part.strip() for part in re.split(r"(?<=[.!?])\s+(?=[A-Z])", text) if part.strip()]
+
+
+def top_up_between(real: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
+    """`real` followed by synthetic vectors up to `size` rows, each a point between a real
+    vector and one of its 10 nearest real neighbours (a random mix of the two, nudged a little
+    off the line), so the synthetic part fills the real neighbourhoods without piling up as
+    near-copies of single vectors."""
+    import faiss
+
+    rng = np.random.default_rng(seed)
+    _, neighbours = faiss.knn(real, real, 11, metric=faiss.METRIC_INNER_PRODUCT)
+    out = np.empty((size, real.shape[1]), dtype=np.float32)
+    out[: len(real)] = real[:size]
+    step = 100_000
+    for start in range(len(real), size, step):
+        stop = min(size, start + step)
+        first = rng.integers(0, len(real), stop - start)
+        second = neighbours[first, rng.integers(1, 11, stop - start)]
+        mix = rng.uniform(0.0, 1.0, (stop - start, 1)).astype(np.float32)
+        points = mix * real[first] + (1 - mix) * real[second]
+        points /= np.linalg.norm(points, axis=1, keepdims=True)
+        noise = rng.standard_normal(points.shape).astype(np.float32)
+        noise -= np.sum(noise * points, axis=1, keepdims=True) * points
+        noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+        out[start:stop] = 0.97 * points + np.sqrt(1 - 0.97**2) * noise
+    return out
+
+
+def scifact_query_texts(scifact: Path) -> list[str]:
+    """SciFact's test questions (those with relevance judgements)."""
     qrels = (scifact / "qrels" / "test.tsv").read_text(encoding="utf-8").splitlines()[1:]
     wanted = {line.split("\t")[0] for line in qrels}
-    texts = [
+    return [
         record["text"]
         for line in (scifact / "queries.jsonl").open(encoding="utf-8")
         if (record := json.loads(line))["_id"] in wanted
     ]
+
+
+def scifact_queries(scifact: Path, embedder_name: str) -> np.ndarray:
+    texts = scifact_query_texts(scifact)
     return SentenceTransformerEmbedder(embedder_name, device="cpu").embed(texts)
 
 
@@ -181,7 +246,20 @@ def main() -> None:
     parser.add_argument("--collection", default="scifact")
     parser.add_argument("--index-dir", type=Path, help="default: the settings' index_dir")
     parser.add_argument("--scifact", type=Path, default=ROOT.parent / "shared" / "data" / "scifact")
+    parser.add_argument(
+        "--synthetic",
+        choices=("around", "between"),
+        default="around",
+        help="around: each synthetic vector a real one turned to --synthetic-cosine (tight "
+        "clusters of near-copies); between: mixes of real neighbours (see top_up_between)",
+    )
     parser.add_argument("--synthetic-cosine", type=float, default=0.85)
+    parser.add_argument(
+        "--sentences",
+        action="store_true",
+        help="add every sentence of SciFact and SQuAD dev to the real vectors",
+    )
+    parser.add_argument("--squad", type=Path, default=ROOT.parent / "shared" / "data" / "squad")
     parser.add_argument("--kinds", default=",".join(KINDS))
     parser.add_argument(
         "--out", type=Path, default=ROOT / "benchmarks" / "results" / "faiss_scale.json"
@@ -192,13 +270,23 @@ def main() -> None:
 
     index_dir = args.index_dir or Settings.load().index_dir
     real, embedder = real_vectors(index_dir, args.collection)
-    vectors = top_up(real, args.size, args.synthetic_cosine)
+    if args.sentences:
+        cache = ROOT / ".cache" / "faiss-scale" / "sentences.npy"
+        exclude = set(scifact_query_texts(args.scifact))
+        extra = sentence_vectors(args.scifact, args.squad, embedder, cache, exclude)
+        real = np.concatenate([real, extra])
+    if args.synthetic == "between":
+        vectors = top_up_between(real, args.size)
+    else:
+        vectors = top_up(real, args.size, args.synthetic_cosine)
     queries = scifact_queries(args.scifact, embedder)
     _, truth = faiss.knn(queries, vectors, 10, metric=faiss.METRIC_INNER_PRODUCT)
     report: dict[str, Any] = {
         "size": len(vectors),
         "real": min(len(real), len(vectors)),
-        "synthetic_cosine": args.synthetic_cosine,
+        "synthetic": args.synthetic,
+        "synthetic_cosine": args.synthetic_cosine if args.synthetic == "around" else None,
+        "sentences": args.sentences,
         "queries": len(queries),
         "embedder": embedder,
         "faiss_threads": faiss.omp_get_max_threads(),
@@ -209,10 +297,11 @@ def main() -> None:
         },
         "kinds": {},
     }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     for kind in args.kinds.split(","):
         report["kinds"][kind] = measure(kind, vectors, queries, truth)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2), encoding="utf-8")
+        # Written after each kind: a long run stopped half-way keeps what it measured.
+        args.out.write_text(json.dumps(report, indent=2), encoding="utf-8")
     plot(report, args.out.with_suffix(".png"))
     print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
 

@@ -32,10 +32,10 @@ def recall_at_10(exact: DenseIndex, approx: DenseIndex, queries: np.ndarray) -> 
     return float(np.mean([len(set(t) & set(f)) / 10 for t, f in zip(truth, found, strict=True)]))
 
 
-def test_auto_picks_exact_below_threshold_and_hnsw_above() -> None:
+def test_auto_picks_exact_below_threshold_and_ivf_above() -> None:
     params = IndexParams(kind="auto", approx_threshold=1000)
     assert params.resolve(999) == "flat"
-    assert params.resolve(1000) == "hnsw"
+    assert params.resolve(1000) == "ivf"
 
 
 @pytest.mark.parametrize("kind", ["hnsw", "ivf"])
@@ -137,3 +137,44 @@ def test_collection_records_the_tuning(settings, tmp_path, squad_paragraphs) -> 
         assert info["tuning"]["ef_search"] in (16, 24, 32, 48, 64, 96, 128)
     finally:
         collection.close()
+
+
+def test_large_ivf_trains_on_a_fixed_sample_and_still_reaches_the_target(
+    vectors: np.ndarray, outside_queries: np.ndarray
+) -> None:
+    from rag.index import TRAIN_POINTS_PER_LIST, _training_sample
+
+    keys = np.arange(len(vectors), dtype=np.int64)
+    params = IndexParams(kind="ivf", ivf_nlist=8, target_recall=0.95)
+    lists = faiss.IndexIVFFlat(faiss.IndexFlatIP(vectors.shape[1]), vectors.shape[1], 8)
+    sample = _training_sample(lists, vectors)
+    assert len(sample) == TRAIN_POINTS_PER_LIST * 8 < len(vectors)
+    np.testing.assert_array_equal(sample, _training_sample(lists, vectors))  # the same each time
+    approx = DenseIndex.build(keys, vectors, params, vectors.shape[1])
+    exact = DenseIndex.build(keys, vectors, IndexParams(kind="flat"), vectors.shape[1])
+    assert approx.tuning["recall@10"] >= 0.95
+    assert recall_at_10(exact, approx, outside_queries) >= 0.9
+
+
+def test_out_of_reach_target_settles_for_the_cheapest_setting_near_the_best(
+    vectors: np.ndarray, caplog: pytest.LogCaptureFixture
+) -> None:
+    """4-bit codes cannot reach recall 0.999: the tuner stops where recall levels off instead
+    of scanning every list."""
+    from rag.index import PLATEAU, recall_of
+
+    keys = np.arange(len(vectors), dtype=np.int64)
+    params = IndexParams(kind="ivfpq", pq_bytes=16, target_recall=0.999)
+    index = DenseIndex.build(keys, vectors, params, 128)
+    nlist = faiss.extract_index_ivf(index._cpu_index).nlist
+    assert "below the target" in caplog.text
+    chosen = index.tuning["nprobe"]
+    assert chosen < nlist
+    # Scanning every list would buy no more than PLATEAU over the chosen setting.
+    queries = vectors[:: len(vectors) // 200][:200]
+    _, truth = faiss.knn(queries, vectors, 10, metric=faiss.METRIC_INNER_PRODUCT)
+    index._set_knob("nprobe", nlist)
+    _, everything = index.search(queries, 10)
+    index._set_knob("nprobe", chosen)
+    _, found = index.search(queries, 10)
+    assert recall_of(everything, truth) - recall_of(found, truth) <= PLATEAU + 0.02
