@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
 from ingest.chunking import Chunker
@@ -127,7 +128,7 @@ def _identity(document: Document) -> Document:
 
 
 @dataclass
-class _Prepared:
+class Prepared:
     source: Source
     document: Document | None
     chunks: list[Chunk]
@@ -252,15 +253,34 @@ class IngestJob:
             dynamic_ncols=True,
         )
         clock = time.perf_counter()
-        batch: list[_Prepared] = []
-        batch_chunks = 0
-        least, limit = self.settings.embed_batch_size, 8 * self.settings.embed_batch_size
-        with bar, ThreadPoolExecutor(max_workers=1, thread_name_prefix="load") as pool:
-            for prepared, more_ready in _prefetch(pool, todo, chunker):
-                if prepared.error is not None:
-                    report.failed.append((prepared.source.name, prepared.error))
+        if self.settings.engine == "ray":
+            from ingest.distributed import embed_on_ray
+
+            embedded = embed_on_ray(todo, chunker, embedder, self.settings)
+        else:
+            embedded = self._embed_here(todo, chunker, embedder)
+        with bar:
+            for prepared, vectors in embedded:
+                if prepared.error is not None or prepared.document is None:
+                    report.failed.append((prepared.source.name, prepared.error or "no document"))
                     bar.write(f"failed: {prepared.source.name}: {prepared.error}", file=sys.stderr)
                     bar.update(1)
+                    continue
+                self._stage(prepared, prepared.document, vectors, collection, report, bar, clock)
+
+        return _publish(store, sources, prune, report)
+
+    def _embed_here(
+        self, todo: list[Source], chunker: Chunker, embedder: Embedder
+    ) -> Iterator[tuple[Prepared, np.ndarray | None]]:
+        """Each source prepared and embedded in this process, in order (failures with None)."""
+        batch: list[Prepared] = []
+        batch_chunks = 0
+        least, limit = self.settings.embed_batch_size, 8 * self.settings.embed_batch_size
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="load") as pool:
+            for prepared, more_ready in _prefetch(pool, todo, chunker):
+                if prepared.error is not None:
+                    yield prepared, None
                     continue
                 batch.append(prepared)
                 batch_chunks += len(prepared.chunks)
@@ -268,51 +288,53 @@ class IngestJob:
                 # ready: long embed calls would starve the loader (it runs at most PREFETCH
                 # sources ahead) and a late first call leaves the model idle while it loads.
                 if batch_chunks >= limit or (batch_chunks >= least and not more_ready):
-                    self._embed_and_stage(batch, embedder, collection, report, bar, clock)
+                    yield from _embed_batch(batch, embedder)
                     batch, batch_chunks = [], 0
-            self._embed_and_stage(batch, embedder, collection, report, bar, clock)
+            yield from _embed_batch(batch, embedder)
 
-        return _publish(store, sources, prune, report)
-
-    def _embed_and_stage(
+    def _stage(
         self,
-        batch: list[_Prepared],
-        embedder: Embedder,
+        item: Prepared,
+        document: Document,
+        vectors: np.ndarray | None,
         collection: Collection,
         report: IngestReport,
         bar: tqdm,
         clock: float,
     ) -> None:
-        if not batch:
-            return
-        texts = [chunk.text for item in batch for chunk in item.chunks]
-        vectors = embedder.embed(texts)
-        offset = 0
-        for item in batch:
-            document = item.document
-            if document is None:  # failed items never join a batch; this keeps types honest
-                continue
-            count = len(item.chunks)
-            existed = collection.store.document(document.source) is not None
-            collection.store.stage(
-                document, item.source.origin, item.chunks, vectors[offset : offset + count]
-            )
-            offset += count
-            report.replaced += existed
-            report.added += not existed
-            report.pages += len(document.pages)
-            report.chunks += count
-            if document.empty_pages:
-                note = _empty_pages_note(document)
-                report.warnings.append(note)
-                bar.write(f"warning: {note}", file=sys.stderr)
-            elapsed = max(time.perf_counter() - clock, 1e-9)
-            bar.set_postfix_str(
-                f"{report.pages} pages ({report.pages / elapsed:.1f}/s), "
-                f"{report.chunks} chunks ({report.chunks / elapsed:.1f}/s)",
-                refresh=False,
-            )
-            bar.update(1)
+        count = len(item.chunks)
+        if vectors is None or len(vectors) != count:
+            raise RagError(f"{item.source.name}: {count} chunks but no matching vectors")
+        existed = collection.store.document(document.source) is not None
+        collection.store.stage(document, item.source.origin, item.chunks, vectors)
+        report.replaced += existed
+        report.added += not existed
+        report.pages += len(document.pages)
+        report.chunks += count
+        if document.empty_pages:
+            note = _empty_pages_note(document)
+            report.warnings.append(note)
+            bar.write(f"warning: {note}", file=sys.stderr)
+        elapsed = max(time.perf_counter() - clock, 1e-9)
+        bar.set_postfix_str(
+            f"{report.pages} pages ({report.pages / elapsed:.1f}/s), "
+            f"{report.chunks} chunks ({report.chunks / elapsed:.1f}/s)",
+            refresh=False,
+        )
+        bar.update(1)
+
+
+def _embed_batch(
+    batch: list[Prepared], embedder: Embedder
+) -> Iterator[tuple[Prepared, np.ndarray]]:
+    """One embedder call for every chunk of `batch`; each item with its own vectors."""
+    if not batch:
+        return
+    vectors = embedder.embed([chunk.text for item in batch for chunk in item.chunks])
+    offset = 0
+    for item in batch:
+        yield item, vectors[offset : offset + len(item.chunks)]
+        offset += len(item.chunks)
 
 
 class _Bar(tqdm):
@@ -354,35 +376,35 @@ def _publish(
     return report
 
 
-def _prepare(source: Source, chunker: Chunker) -> _Prepared:
+def prepare(source: Source, chunker: Chunker) -> Prepared:
     try:
         document = source.load()
     except LoadError as e:
-        return _Prepared(source, None, [], e.reason)
+        return Prepared(source, None, [], e.reason)
     except Exception as e:
         logger.debug("unexpected failure loading %s", source.name, exc_info=True)
-        return _Prepared(source, None, [], f"unexpected error: {type(e).__name__}: {e}")
+        return Prepared(source, None, [], f"unexpected error: {type(e).__name__}: {e}")
     chunks = chunker.split(document)
     if not chunks:
-        return _Prepared(source, None, [], "no text to index")
-    return _Prepared(source, document, chunks)
+        return Prepared(source, None, [], "no text to index")
+    return Prepared(source, document, chunks)
 
 
 def _prefetch(
     pool: ThreadPoolExecutor, sources: list[Source], chunker: Chunker
-) -> Iterator[tuple[_Prepared, bool]]:
+) -> Iterator[tuple[Prepared, bool]]:
     """Load and chunk up to PREFETCH sources ahead of the consumer, in order; each comes with
     whether the next one is ready already."""
-    pending: deque[Future[_Prepared]] = deque()
+    pending: deque[Future[Prepared]] = deque()
     queue = iter(sources)
     for source in queue:
-        pending.append(pool.submit(_prepare, source, chunker))
+        pending.append(pool.submit(prepare, source, chunker))
         if len(pending) >= PREFETCH:
             break
     while pending:
         prepared = pending.popleft().result()
         for source in queue:
-            pending.append(pool.submit(_prepare, source, chunker))
+            pending.append(pool.submit(prepare, source, chunker))
             break
         yield prepared, bool(pending) and pending[0].done()
 

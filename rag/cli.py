@@ -77,6 +77,25 @@ def settings_options(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def engine_options(workers_help: str) -> Callable[[F], F]:
+    """--engine, --address and --workers: where a job runs (docs/scaling.md)."""
+
+    def decorate(func: F) -> F:
+        func = click.option(
+            "--workers", "ray_workers", type=click.IntRange(min=1), help=workers_help
+        )(func)
+        func = click.option(
+            "--address", "ray_address", help="Ray cluster address (default: RAY_ADDRESS)."
+        )(func)
+        return click.option(
+            "--engine",
+            type=click.Choice(["local", "ray"]),
+            help="Run here (default) or on a Ray cluster; see docs/scaling.md.",
+        )(func)
+
+    return decorate
+
+
 def load_settings(config_file: Path | None, **overrides: Any) -> Settings:
     return Settings.load(config_file, **overrides)
 
@@ -111,6 +130,7 @@ def cli(verbose: bool) -> None:
     type=click.Choice(list(EMBED_BACKENDS)),
     help="How the embedder runs on the CPU (default int8).",
 )
+@engine_options("Ray actors that embed (default: one per GPU, else one per 2 CPUs).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @settings_options
 def ingest(
@@ -253,6 +273,7 @@ def ask(
 @click.option("--backend", "llm_backend", type=click.Choice(LLM_BACKEND_NAMES), help="LLM backend.")
 @click.option("--model", "llm_model", help="LLM model name (openai) or folder (transformers).")
 @click.option("--base-url", "llm_base_url", help="OpenAI-compatible endpoint.")
+@engine_options("Ray workers sharing the --concurrency slots (default: one per CPU).")
 @click.option("--no-progress", is_flag=True)
 @settings_options
 def batch(
@@ -265,9 +286,11 @@ def batch(
 ) -> None:
     """Answer every question in QUESTIONS (JSONL or CSV: id, question[, answer, document, page]).
 
-    Resumable: run it again and questions already in OUT are skipped.
+    Resumable: run it again and questions already in OUT are skipped, whichever engine wrote it.
+    With --engine ray, workers on a Ray cluster answer; the index folder must be at the same path on
+    every node.
     """
-    from rag.batch import read_questions, run_batch
+    from rag.batch import read_questions, run_batch, run_batch_on_ray
     from rag.collection import Collection
     from rag.generation import make_llm
     from rag.pipeline import Answerer
@@ -275,12 +298,15 @@ def batch(
 
     settings = load_settings(config_file, progress=False if no_progress else None, **overrides)
     items = read_questions(questions)
-    opened = Collection.open(settings.index_dir, collection)
-    try:
-        answerer = Answerer(Searcher(opened, settings), make_llm(settings), settings)
-        report = run_batch(answerer, items, out, settings.llm_concurrency, settings.progress)
-    finally:
-        opened.close()
+    if settings.engine == "ray":
+        report = run_batch_on_ray(settings, collection, items, out)
+    else:
+        opened = Collection.open(settings.index_dir, collection)
+        try:
+            answerer = Answerer(Searcher(opened, settings), make_llm(settings), settings)
+            report = run_batch(answerer, items, out, settings.llm_concurrency, settings.progress)
+        finally:
+            opened.close()
     for qid, error in report.errors[:20]:
         click.echo(f"failed: {qid}: {error}", err=True)
     click.echo(report.summary())

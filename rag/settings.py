@@ -25,6 +25,8 @@ Device = Literal["auto", "cpu", "cuda"]
 # rag.embedding.EMBED_BACKENDS describes each; on a CUDA GPU all of them embed with torch.
 EmbedBackend = Literal["torch", "onnx", "int8"]
 LLMBackendName = Literal["embedded", "openai", "transformers"]
+# Where ingest and batch jobs run: this process, or a Ray cluster (rag.distributed).
+Engine = Literal["local", "ray"]
 
 
 class Settings(BaseSettings):
@@ -93,6 +95,13 @@ class Settings(BaseSettings):
     # process; None leaves torch's default (one per core). On a shared or busy machine 1 is often
     # fastest: OpenMP threads that wait for a busy core stall every step (docs/answers.md).
     torch_threads: int | None = Field(None, ge=1, le=1024)
+
+    # Jobs on a Ray cluster (`--engine ray`): the cluster's address (None: RAY_ADDRESS, else a
+    # Ray instance started on this machine for the job), and how many workers embed (ingest) or
+    # answer (batch); None picks from the cluster's CPUs and GPUs.
+    engine: Engine = "local"
+    ray_address: str | None = None
+    ray_workers: int | None = Field(None, ge=1, le=10_000)
 
     progress: bool = True
 

@@ -85,3 +85,16 @@ def write_squad_docs(folder: Path, paragraphs: list[dict[str, object]], count: i
         path.write_text(f"# {paragraph['title']}\n\n{paragraph['context']}\n")
         paths.append(path)
     return paths
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A Ray instance on this machine (2 CPUs, as CI has), for one test module: its address.
+
+    It takes seconds to start, so a module's tests share it; it is stopped after the module.
+    """
+    import ray  # a dev dependency: `make test` installs it
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
