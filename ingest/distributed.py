@@ -26,6 +26,8 @@ from rag.embedding import Embedder, SentenceTransformerEmbedder
 from rag.errors import RagError
 from rag.settings import Settings
 
+logger = logging.getLogger(__name__)
+
 # Memory a parse task asks Ray for (bytes).
 PARSE_MEMORY = 512 * 2**20
 # Documents per embedder call (an embedding batch covers all their chunks).
@@ -46,8 +48,7 @@ def embed_on_ray(
             logging.getLogger("ray.data").setLevel(logging.ERROR)
         context.execution_options.preserve_order = True  # staged in order: the same keys
         gpus = resources.get("GPU", 0) >= 1 and settings.device != "cpu"
-        # On CPUs, half the cluster embeds and half parses, unless told otherwise.
-        workers = settings.ray_workers or default_workers(resources, per_worker_cpus=2)
+        workers = _embed_workers(settings, resources, gpus)
         factory = _embedder_factory(embedder, settings, gpus)
         rows = [{"source": pickle.dumps(source)} for source in sources]
         dataset = (
@@ -76,6 +77,28 @@ def embed_on_ray(
                 yield prepared, vectors.reshape(len(prepared.chunks), -1)
         except ray.exceptions.RayError as e:
             raise RagError(f"the ingest job failed on the Ray cluster: {_first_line(e)}") from e
+
+
+def _embed_workers(settings: Settings, resources: dict[str, float], gpus: bool) -> int:
+    """Embedder actors: as set, else one per GPU, else one per two CPUs. Without GPUs they
+    always leave a CPU to the parse tasks: actors holding every CPU would wait forever for
+    documents that nobody can parse."""
+    wanted = settings.ray_workers or default_workers(resources, per_worker_cpus=2)
+    if gpus:
+        return min(wanted, int(resources["GPU"]))
+    cpus = int(resources.get("CPU", 0))
+    if cpus < 2:
+        raise RagError(
+            f"ingest on Ray needs at least 2 CPUs in the cluster (or a GPU); it has {cpus}"
+        )
+    if wanted > cpus - 1:
+        logger.warning(
+            "using %d embedder actors, not %d: the cluster has %d CPUs and parsing needs one",
+            cpus - 1,
+            wanted,
+            cpus,
+        )
+    return min(wanted, cpus - 1)
 
 
 def _embedder_factory(embedder: Embedder, settings: Settings, gpus: bool) -> bytes:

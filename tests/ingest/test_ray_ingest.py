@@ -124,3 +124,16 @@ assert "ray" not in sys.modules, "ray was imported"
 """
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=300)
+
+
+def test_more_embedders_than_cpus_are_capped_so_parsing_can_run(
+    tmp_path: Path, ray_cluster: str, inputs: list[Path], minilm, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two actors on two CPUs would leave none for the parse tasks, and the job would wait forever
+    for documents nobody can parse."""
+    settings = Settings.load(
+        index_dir=tmp_path, progress=False, device="cpu", engine="ray", ray_workers=2
+    )
+    report = IngestJob(settings, embedder=minilm).run_files("docs", inputs[:4])
+    assert report.added == 4
+    assert "using 1 embedder actors, not 2: the cluster has 2 CPUs" in caplog.text
