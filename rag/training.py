@@ -466,15 +466,9 @@ def _reranker_loss(name: str, model: Any, examples: list[Example]) -> tuple[Any,
     from sentence_transformers.cross_encoder import losses
 
     if name == "mnrl":
-        columns: dict[str, list[Any]] = {
-            "query": [e.query for e in examples],
-            "positive": [e.positive for e in examples],
-        }
-        for n in range(len(examples[0].negatives)):
-            columns[f"negative_{n + 1}"] = [e.negatives[n] for e in examples]
         # One in-batch negative on top of the hard ones: each costs a cross-encoder pass per row.
         return losses.MultipleNegativesRankingLoss(model, num_negatives=1), Dataset.from_dict(
-            columns
+            _negatives_columns(examples, "query")
         )
     if name in ("lambda", "listnet"):
         dataset = Dataset.from_dict(
@@ -498,6 +492,17 @@ def _reranker_loss(name: str, model: Any, examples: list[Example]) -> tuple[Any,
     return losses.BinaryCrossEntropyLoss(model), dataset
 
 
+def _negatives_columns(examples: list[Example], query_column: str) -> dict[str, list[str]]:
+    """The (query, positive, negative_1..n) columns both MultipleNegativesRankingLosses read."""
+    columns = {
+        query_column: [e.query for e in examples],
+        "positive": [e.positive for e in examples],
+    }
+    for n in range(len(examples[0].negatives)):
+        columns[f"negative_{n + 1}"] = [e.negatives[n] for e in examples]
+    return columns
+
+
 def _train_bi_encoder(
     base: str,
     examples: list[Example],
@@ -517,13 +522,7 @@ def _train_bi_encoder(
 
     device = pick_device(settings.device)
     model = SentenceTransformer(resolve_model(base), device=device)
-    columns: dict[str, list[str]] = {
-        "anchor": [e.query for e in examples],
-        "positive": [e.positive for e in examples],
-    }
-    for n in range(len(examples[0].negatives)):
-        columns[f"negative_{n + 1}"] = [e.negatives[n] for e in examples]
-    dataset = Dataset.from_dict(columns)
+    dataset = Dataset.from_dict(_negatives_columns(examples, "anchor"))
     batch_size = options.batch_size or 16
     learning_rate = options.learning_rate or 2e-5
     evaluator = (

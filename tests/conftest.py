@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -98,3 +100,31 @@ def ray_cluster():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
+
+
+def batch_command(questions: list[Any], folder: Path, base_url: str, *options: str) -> list[str]:
+    """`rag batch` over `questions` (written to FOLDER/questions.jsonl) into FOLDER/answers.jsonl,
+    answered by the loopback server's test/echo model at `base_url`."""
+    qfile = folder / "questions.jsonl"
+    qfile.write_text(
+        "".join(json.dumps({"id": q.id, "question": q.question}) + "\n" for q in questions)
+    )
+    return [
+        sys.executable,
+        "-m",
+        "rag.cli",
+        "batch",
+        str(qfile),
+        "-c",
+        "squad",
+        "-o",
+        str(folder / "answers.jsonl"),
+        "--backend",
+        "openai",
+        "--base-url",
+        base_url,
+        "--model",
+        "test/echo",
+        "--no-progress",
+        *options,
+    ]

@@ -21,7 +21,7 @@ from rag.generation import OpenAICompatibleLLM
 from rag.pipeline import Answerer
 from rag.retrieval import Searcher
 from rag.settings import Settings
-from tests.conftest import write_squad_docs
+from tests.conftest import batch_command, write_squad_docs
 from tests.servers.openai_compat import OpenAICompatServer
 
 
@@ -206,32 +206,9 @@ def test_torn_last_line_is_cut_and_redone(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_sigkill_loses_no_finished_answer(setup, squad_paragraphs, tmp_path: Path) -> None:
     settings, _, questions = setup
-    qfile = tmp_path / "questions.jsonl"
-    qfile.write_text(
-        "".join(json.dumps({"id": q.id, "question": q.question}) + "\n" for q in questions)
-    )
     out = tmp_path / "answers.jsonl"
     with OpenAICompatServer(models=["test/echo"], behaviour="slow", delay=0.4) as server:
-        command = [
-            sys.executable,
-            "-m",
-            "rag.cli",
-            "batch",
-            str(qfile),
-            "-c",
-            "squad",
-            "-o",
-            str(out),
-            "--backend",
-            "openai",
-            "--base-url",
-            server.base_url,
-            "--model",
-            "test/echo",
-            "--concurrency",
-            "2",
-            "--no-progress",
-        ]
+        command = batch_command(questions, tmp_path, server.base_url, "--concurrency", "2")
         env = {**os.environ, "RAG_INDEX_DIR": str(settings.index_dir), "RAG_RERANK": "false"}
         process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 120

@@ -20,7 +20,7 @@ from rag.generation import make_llm
 from rag.pipeline import Answerer
 from rag.retrieval import Searcher
 from rag.settings import Settings
-from tests.conftest import REPO, write_squad_docs
+from tests.conftest import REPO, batch_command, write_squad_docs
 from tests.servers.openai_compat import OpenAICompatServer
 
 
@@ -119,39 +119,14 @@ def test_an_unknown_collection_fails_on_the_driver(setup, tmp_path: Path) -> Non
         run_batch_on_ray(settings, "nope", questions, tmp_path / "a.jsonl")
 
 
-def cli_batch(settings: Settings, questions: list[Question], tmp_path: Path) -> list[str]:
-    qfile = tmp_path / "questions.jsonl"
-    qfile.write_text(
-        "".join(json.dumps({"id": q.id, "question": q.question}) + "\n" for q in questions)
-    )
-    return [
-        sys.executable,
-        "-m",
-        "rag.cli",
-        "batch",
-        str(qfile),
-        "-c",
-        "squad",
-        "-o",
-        str(tmp_path / "answers.jsonl"),
-        "--backend",
-        "openai",
-        "--base-url",
-        str(settings.llm_base_url),
-        "--model",
-        "test/echo",
-        "--index-dir",
-        str(settings.index_dir),
-        "--no-progress",
-    ]
-
-
 @pytest.mark.slow
 def test_cli_on_ray_ctrl_c_then_resume(ray_cluster, setup, tmp_path: Path) -> None:
     settings, questions = setup
     out = tmp_path / "answers.jsonl"
     command = [
-        *cli_batch(settings, questions, tmp_path),
+        *batch_command(
+            questions, tmp_path, str(settings.llm_base_url), "--index-dir", str(settings.index_dir)
+        ),
         *("--engine", "ray", "--workers", "2", "--concurrency", "2"),
     ]
     # The job joins the test's Ray instance rather than starting its own.
@@ -191,7 +166,9 @@ def test_cli_on_ray_ctrl_c_then_resume(ray_cluster, setup, tmp_path: Path) -> No
 
 def test_local_batch_never_imports_ray(setup, tmp_path: Path) -> None:
     settings, questions = setup
-    command = cli_batch(settings, questions[:2], tmp_path)
+    command = batch_command(
+        questions[:2], tmp_path, str(settings.llm_base_url), "--index-dir", str(settings.index_dir)
+    )
     script = (
         "import sys\n"
         "from rag.cli import cli\n"
