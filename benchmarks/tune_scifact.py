@@ -88,6 +88,7 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int)
     parser.add_argument("--lr", type=float)
     parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--arch", default="maxsim", choices=["maxsim", "cross-encoder"])
     parser.add_argument("--loss", default="mnrl")
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--max-queries", type=int, default=2000)
@@ -118,6 +119,7 @@ def main() -> None:
         queries_file=DATA / "queries.jsonl" if args.labels else None,
         qrels_file=DATA / "qrels" / "train.tsv" if args.labels else None,
         max_queries=args.max_queries,
+        arch=args.arch,
         loss=args.loss,
         epochs=args.epochs,
         max_steps=args.max_steps,

@@ -18,6 +18,7 @@ from rag.errors import RagError
 from rag.index import INDEX_BUILDERS
 from rag.retrieval import SEARCH_MODES
 from rag.settings import LLMBackendName, Settings
+from rag.training import RERANKER_ARCHS as TUNE_ARCHS
 from rag.training import RERANKER_LOSSES as TUNE_LOSSES
 from rag.tuning import SYNTHETIC_SOURCES as TUNE_SYNTHETIC
 
@@ -602,6 +603,13 @@ def tune_options(func: F) -> F:
             help="Judgments (BEIR qrels .tsv: query-id, corpus-id, score); with --queries.",
         ),
         click.option(
+            "--questions",
+            "questions_file",
+            type=click.Path(path_type=Path),
+            help="Questions with their gold passage (JSONL/CSV as `rag eval hits` reads: id, "
+            "question, document, and paragraph or page), judged passage by passage.",
+        ),
+        click.option(
             "--synthetic",
             type=click.Choice(list(TUNE_SYNTHETIC)),
             default="auto",
@@ -690,17 +698,25 @@ def tune() -> None:
 @tune.command("reranker")
 @tune_options
 @click.option(
+    "--arch",
+    type=click.Choice(list(TUNE_ARCHS)),
+    default="maxsim",
+    show_default=True,
+    help="; ".join(f"{k}: {v}" for k, v in TUNE_ARCHS.items()),
+)
+@click.option(
     "--loss",
     type=click.Choice(list(TUNE_LOSSES)),
     default="mnrl",
     show_default=True,
-    help="; ".join(f"{k}: {v}" for k, v in TUNE_LOSSES.items()),
+    help="Cross-encoders only (maxsim trains with mnrl). "
+    + "; ".join(f"{k}: {v}" for k, v in TUNE_LOSSES.items()),
 )
 @click.option("--max-length", type=int, default=256, show_default=True, help="Tokens per pair.")
 def tune_reranker_command(
     collection: str, as_json: bool, config_file: Path | None, **kw: Any
 ) -> None:
-    """Fine-tune a cross-encoder on the collection and register it when it beats no reranking.
+    """Fine-tune a reranker on the collection and register it when it beats no reranking.
 
     Labels (--queries/--qrels) when given, else synthetic queries; hard negatives from the
     collection's own dense and BM25 search; a held-out part decides. Ctrl-C keeps the best

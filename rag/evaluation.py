@@ -19,7 +19,7 @@ from tqdm import tqdm
 from rag.batch import Question
 from rag.errors import ConfigError
 from rag.retrieval import Searcher
-from rag.types import Hit
+from rag.types import Chunk, Hit
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +112,12 @@ def overlap(chunk: str, paragraph: str) -> float:
 
 
 def is_gold_hit(hit: Hit, question: Question) -> bool:
-    """Whether a retrieved chunk is the question's gold passage.
+    """Whether a retrieved chunk is the question's gold passage (see `is_gold_chunk`)."""
+    return is_gold_chunk(hit.chunk, question)
+
+
+def is_gold_chunk(chunk: Chunk, question: Question) -> bool:
+    """Whether a chunk is the question's gold passage.
 
     The chunk must come from the gold document (same file name, any folder). Then, when the
     question carries its gold paragraph, the chunk and the paragraph share at least half of the
@@ -122,12 +127,12 @@ def is_gold_hit(hit: Hit, question: Question) -> bool:
     """
     if question.document is None:
         return False
-    if PurePath(hit.chunk.source).name != PurePath(question.document).name:
+    if PurePath(chunk.source).name != PurePath(question.document).name:
         return False
     if question.paragraph:
-        return overlap(hit.chunk.text, question.paragraph) >= MIN_OVERLAP
+        return overlap(chunk.text, question.paragraph) >= MIN_OVERLAP
     if question.page is not None:
-        return hit.chunk.page == question.page
+        return chunk.page == question.page
     return True
 
 

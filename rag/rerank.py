@@ -13,6 +13,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rag.errors import ModelError
@@ -130,12 +131,14 @@ class CrossEncoderReranker:
 
 # `reranker = "maxsim"` (or "maxsim:<bi-encoder>") picks the training-free MaxSimReranker.
 MAXSIM = "maxsim"
+CROSS_ENCODER = "cross-encoder"
 MAXSIM_DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 class MaxSimReranker:
-    """Training-free late interaction: a bi-encoder's token embeddings, scored ColBERT-style
-    (each query token's best cosine with any passage token, summed).
+    """Late interaction: each query token's best cosine with any passage token, summed
+    (ColBERT's MaxSim), over a bi-encoder's token embeddings. Training-free on a plain
+    sentence-transformers bi-encoder; `rag tune reranker --arch maxsim` fine-tunes one.
 
     reranker = MaxSimReranker("sentence-transformers/all-MiniLM-L6-v2", fusion=Fusion(0.5))
     """
@@ -153,15 +156,10 @@ class MaxSimReranker:
     def load(self) -> Any:
         with self._lock:
             if self._model is None:
-                from sentence_transformers import SentenceTransformer
-
-                location = resolve_model(self.name)
                 try:
-                    self._model = SentenceTransformer(
-                        location,
-                        device=pick_device(self.requested_device),
-                        local_files_only=local_only(location, "embedder"),
-                    )
+                    self._model = multi_vector_model(self.name, pick_device(self.requested_device))
+                except ModelError:
+                    raise
                 except Exception as e:
                     raise ModelError(f"cannot load {self.name!r}: {_first_line(e)}") from e
             return self._model
@@ -170,20 +168,42 @@ class MaxSimReranker:
         """Sum over query tokens of the best cosine with a passage token, per text."""
         if not texts:
             return []
-        import torch
-
         model = self.load()
-        tokens = model.encode(
-            [query, *texts], output_value="token_embeddings", show_progress_bar=False
-        )
-        normed = [torch.nn.functional.normalize(t.float(), dim=-1) for t in tokens]
-        # Skip [CLS] and [SEP]: they match everything about equally.
-        q = normed[0][1:-1] if len(normed[0]) > 2 else normed[0]
-        return [float((q @ p[1:-1].T).max(dim=1).values.sum()) for p in normed[1:]]
+        queries = model.encode_query([query], show_progress_bar=False)
+        passages = model.encode_document(list(texts), show_progress_bar=False)
+        return [float(score) for score in model.similarity(queries, passages)[0]]
 
     def rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
         """Re-sort hits by MaxSim (fused with their incoming order when given a `Fusion`)."""
         return rescore(hits, self.score(query, [hit.chunk.text for hit in hits]), self.fusion)
+
+
+def multi_vector_model(name: str, device: str, max_length: int = 256) -> Any:
+    """A sentence-transformers MultiVectorEncoder: loaded as saved when `name` is one (a tuned
+    MaxSim reranker), else built on a bi-encoder's transformer with no projection, so its token
+    embeddings score as they are. [CLS] and [SEP] are left out of scoring on both sides: they
+    match everything about equally."""
+    from sentence_transformers import MultiVectorEncoder
+    from sentence_transformers.base.modules import Normalize, Transformer
+    from sentence_transformers.multi_vector_encoder.modules import MultiVectorMask
+
+    location = resolve_model(name)
+    offline = local_only(location, "embedder")
+    modules_file = Path(location) / "modules.json"
+    if modules_file.is_file() and "MultiVectorMask" in modules_file.read_text():
+        return MultiVectorEncoder(location, device=device, local_files_only=offline)
+    transformer = Transformer(
+        location,
+        max_seq_length=max_length,
+        model_kwargs={"local_files_only": offline},
+        processor_kwargs={"local_files_only": offline},
+        config_kwargs={"local_files_only": offline},
+    )
+    mask = MultiVectorMask(skiplist_words=["[CLS]", "[SEP]"], skiplist_tasks=["query", "document"])
+    return MultiVectorEncoder(
+        modules=[transformer, mask, Normalize(module_input_name="token_embeddings")],
+        device=device,
+    )
 
 
 @dataclass(frozen=True)
@@ -201,19 +221,27 @@ def choose_reranker(
     device: str,
     max_length: int,
     fusion: Fusion | None = None,
+    registered_arch: str = CROSS_ENCODER,
 ) -> RerankerChoice:
     """The collection's own reranker first (with its fusion), else the configured one; off (with
-    why) otherwise."""
+    why) otherwise. `registered_arch` says what the registered model is: a cross-encoder, or a
+    MaxSim (late-interaction) model trained by `rag tune reranker --arch maxsim`."""
     if not enabled:
         return RerankerChoice(None, "reranking is off: disabled by --no-rerank / rerank=false")
-    name = registered or configured
     reranker: CrossEncoderReranker | MaxSimReranker
-    if not registered and (name == MAXSIM or name.startswith(MAXSIM + ":")):
-        reranker = MaxSimReranker(name.partition(":")[2] or MAXSIM_DEFAULT_MODEL, device=device)
-    else:
-        reranker = CrossEncoderReranker(
-            name, device=device, max_length=max_length, fusion=fusion if registered else None
+    if registered:
+        if registered_arch == MAXSIM:
+            reranker = MaxSimReranker(registered, device=device, fusion=fusion)
+        else:
+            reranker = CrossEncoderReranker(
+                registered, device=device, max_length=max_length, fusion=fusion
+            )
+    elif configured == MAXSIM or configured.startswith(MAXSIM + ":"):
+        reranker = MaxSimReranker(
+            configured.partition(":")[2] or MAXSIM_DEFAULT_MODEL, device=device
         )
+    else:
+        reranker = CrossEncoderReranker(configured, device=device, max_length=max_length)
     try:
         reranker.load()
     except ModelError as e:

@@ -18,7 +18,7 @@ from rag.embedding import Embedder, SentenceTransformerEmbedder
 from rag.errors import ConfigError
 from rag.index import IndexParams
 from rag.models import set_torch_threads
-from rag.rerank import Fusion, Reranker, RerankerChoice, choose_reranker
+from rag.rerank import CROSS_ENCODER, Fusion, Reranker, RerankerChoice, choose_reranker
 from rag.settings import SearchMode, Settings
 from rag.types import Hit, SearchResult
 
@@ -98,6 +98,7 @@ class Searcher:
                     self.settings.device,
                     self.settings.rerank_max_length,
                     Fusion(float(fusion["weight"]), int(fusion["k"])) if fusion else None,
+                    registered.get("arch", CROSS_ENCODER),
                 )
             elif self._reranker_arg is None or isinstance(self._reranker_arg, str):
                 self._reranker_choice = RerankerChoice(None, "reranking is off")

@@ -21,7 +21,7 @@ import resource
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,12 +30,19 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from rag.batch import read_questions
 from rag.collection import Collection, EmbedderInfo
 from rag.embedding import Embedder, SentenceTransformerEmbedder
 from rag.errors import ConfigError, RagError
 from rag.generation import make_llm
 from rag.models import pick_device, resolve_model
-from rag.rerank import CrossEncoderReranker
+from rag.rerank import (
+    CROSS_ENCODER,
+    MAXSIM,
+    CrossEncoderReranker,
+    MaxSimReranker,
+    multi_vector_model,
+)
 from rag.retrieval import Searcher, index_params
 from rag.settings import DEFAULT_EMBEDDER, Settings
 from rag.tuning import (
@@ -43,17 +50,18 @@ from rag.tuning import (
     CachingEmbedder,
     Example,
     TrainQuery,
+    chunks_by_key,
     dense_ndcg,
     evaluate_reranking,
     held_out_candidates,
     labelled_queries,
     llm_queries,
     mine_negatives,
+    question_queries,
     read_qrels,
     read_queries,
     reranking_samples,
     self_supervised_queries,
-    sources_by_key,
     split_held_out,
 )
 
@@ -65,6 +73,14 @@ RERANKER_LOSSES: dict[str, str] = {
     "lambda": "LambdaLoss (NDCG-Loss2++): listwise over the positive and its hard negatives",
     "listnet": "ListNetLoss: listwise softmax cross-entropy over the positive and hard negatives",
     "bce": "BinaryCrossEntropyLoss: pointwise, one (query, passage, label) row per pair",
+}
+# Name -> what it is: the kinds of reranker `rag tune reranker --arch` trains.
+RERANKER_ARCHS: dict[str, str] = {
+    MAXSIM: "late interaction (ColBERT's MaxSim) over the bi-encoder's token embeddings, "
+    "trained with in-batch and hard negatives; starts from the packaged MiniLM as it scores "
+    "untrained",
+    CROSS_ENCODER: "a cross-encoder reading query and passage together; starts from the "
+    "MiniLM body with a new head, so it needs far more training (a GPU)",
 }
 EVAL_NAME = "held-out"
 REEMBED_BLOCK = 2048
@@ -80,9 +96,11 @@ class TuneOptions:
 
     queries_file: Path | None = None
     qrels_file: Path | None = None
+    questions_file: Path | None = None
     synthetic: str = "auto"
     max_queries: int = 2000
     base: str | None = None
+    arch: str = MAXSIM
     loss: str = "mnrl"
     epochs: float = 1.0
     max_steps: int | None = None
@@ -102,12 +120,22 @@ class TuneOptions:
         """Fail with one line on an option that cannot work."""
         if (self.queries_file is None) != (self.qrels_file is None):
             raise ConfigError("--queries and --qrels go together: give both or neither")
+        if self.questions_file is not None and self.queries_file is not None:
+            raise ConfigError("give --questions or --queries/--qrels, not both")
         if self.synthetic not in SYNTHETIC_SOURCES:
             valid = ", ".join(SYNTHETIC_SOURCES)
             raise ConfigError(f"unknown synthetic query source {self.synthetic!r} (valid: {valid})")
+        if self.arch not in RERANKER_ARCHS:
+            valid = ", ".join(RERANKER_ARCHS)
+            raise ConfigError(f"unknown reranker arch {self.arch!r} (valid: {valid})")
         if self.loss not in RERANKER_LOSSES:
             valid = ", ".join(RERANKER_LOSSES)
             raise ConfigError(f"unknown loss {self.loss!r} (valid: {valid})")
+        if self.arch == MAXSIM and self.loss != "mnrl":
+            raise ConfigError(
+                f"--loss {self.loss} is for cross-encoders: a maxsim reranker trains with mnrl "
+                "(use --arch cross-encoder for the other losses)"
+            )
         for name in ("max_queries", "negatives", "held_out_max", "eval_queries", "evals"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -167,13 +195,23 @@ def tune_reranker(
         positive_text = _positive_texts(collection, data.held_out)
         samples = reranking_samples(candidates, positive_text)
         started = time.perf_counter()
-        model, state = _train_cross_encoder(base, data.examples, samples, work, options, settings)
-        seconds = time.perf_counter() - started
+        reranker: CrossEncoderReranker | MaxSimReranker
         target = collection.model_dir("reranker")
-        model.save(str(target))
-        reranker = CrossEncoderReranker(
-            str(target), device=settings.device, max_length=options.max_length
-        )
+        if options.arch == MAXSIM:
+            model, state = _train_multi_vector(
+                base, data.examples, samples, work, options, settings
+            )
+            model.save(str(target))
+            reranker = MaxSimReranker(str(target), device=settings.device)
+        else:
+            model, state = _train_cross_encoder(
+                base, data.examples, samples, work, options, settings
+            )
+            model.save(str(target))
+            reranker = CrossEncoderReranker(
+                str(target), device=settings.device, max_length=options.max_length
+            )
+        seconds = time.perf_counter() - started
         reranker._model = model  # already in memory: no need to load it again
         scores = evaluate_reranking(candidates, reranker, progress=settings.progress)
         beats = scores.fused > scores.first_stage
@@ -191,6 +229,7 @@ def tune_reranker(
             collection.set_reranker(
                 {
                     "path": str(target.relative_to(collection.path)),
+                    "arch": options.arch,
                     "base": base,
                     "fusion": {"weight": scores.weight, "k": 60},
                     "trained_at": card["created_at"],
@@ -247,12 +286,12 @@ def tune_retriever(
         tuned._model = model
         keys, vectors = _reembed(collection, tuned, work / "vectors", settings.progress)
         old_keys, old_vectors = _stored_vectors(collection)
-        source_of = sources_by_key(collection)
+        chunk_of = chunks_by_key(collection)
         texts = [query.text for query in data.held_out]
         before = dense_ndcg(
-            searcher.embedder.embed(texts), old_keys, old_vectors, source_of, data.held_out
+            searcher.embedder.embed(texts), old_keys, old_vectors, chunk_of, data.held_out
         )
-        after = dense_ndcg(tuned.embed(texts), keys, vectors, source_of, data.held_out)
+        after = dense_ndcg(tuned.embed(texts), keys, vectors, chunk_of, data.held_out)
         beats = after > before
         card = _card(
             "retriever", collection, base, options, data, state, seconds, samples=len(samples)
@@ -373,6 +412,8 @@ def _load_data(work: Path) -> _Data:
 
 def _queries(searcher: Searcher, options: TuneOptions, settings: Settings) -> list[TrainQuery]:
     collection = searcher.collection
+    if options.questions_file is not None:
+        return question_queries(searcher, read_questions(options.questions_file))
     if options.queries_file is not None and options.qrels_file is not None:
         return labelled_queries(
             searcher, read_queries(options.queries_file), read_qrels(options.qrels_file)
@@ -400,7 +441,7 @@ def _fingerprint(kind: str, base: str, options: TuneOptions, collection: Collect
         },
         "files": [
             hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in (options.queries_file, options.qrels_file)
+            for path in (options.queries_file, options.qrels_file, options.questions_file)
             if path is not None
         ],
         "generation": collection.store.generation,
@@ -503,6 +544,47 @@ def _negatives_columns(examples: list[Example], query_column: str) -> dict[str, 
     return columns
 
 
+def _train_multi_vector(
+    base: str,
+    examples: list[Example],
+    samples: list[dict[str, Any]],
+    work: Path,
+    options: TuneOptions,
+    settings: Settings,
+) -> tuple[Any, dict[str, Any]]:
+    """MaxSim over token embeddings, trained with MultipleNegativesRankingLoss."""
+    from sentence_transformers import MultiVectorEncoder
+    from sentence_transformers.multi_vector_encoder import (
+        MultiVectorEncoderTrainer,
+        MultiVectorEncoderTrainingArguments,
+    )
+    from sentence_transformers.multi_vector_encoder.evaluation import (
+        MultiVectorRerankingEvaluator,
+    )
+    from sentence_transformers.multi_vector_encoder.losses import (
+        MultiVectorMultipleNegativesRankingLoss,
+    )
+
+    device = pick_device(settings.device)
+    model = multi_vector_model(base, device, options.max_length)
+    return _train_contrastive(
+        model,
+        MultiVectorMultipleNegativesRankingLoss(model),
+        MultiVectorRerankingEvaluator,
+        MultiVectorEncoderTrainer,
+        MultiVectorEncoderTrainingArguments,
+        lambda folder: MultiVectorEncoder(folder, device=device),
+        examples,
+        samples,
+        work,
+        options,
+        settings,
+        # Recompute activations in the backward pass: a batch of 16 with 3 negatives at 256
+        # tokens peaked at 8.5 GB without it.
+        gradient_checkpointing=True,
+    )
+
+
 def _train_bi_encoder(
     base: str,
     examples: list[Example],
@@ -511,7 +593,6 @@ def _train_bi_encoder(
     options: TuneOptions,
     settings: Settings,
 ) -> tuple[Any, dict[str, Any]]:
-    from datasets import Dataset
     from sentence_transformers import (
         SentenceTransformer,
         SentenceTransformerTrainer,
@@ -522,31 +603,63 @@ def _train_bi_encoder(
 
     device = pick_device(settings.device)
     model = SentenceTransformer(resolve_model(base), device=device)
-    dataset = Dataset.from_dict(_negatives_columns(examples, "anchor"))
+    return _train_contrastive(
+        model,
+        MultipleNegativesRankingLoss(model),
+        RerankingEvaluator,
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+        lambda folder: SentenceTransformer(folder, device=device),
+        examples,
+        samples,
+        work,
+        options,
+        settings,
+    )
+
+
+def _train_contrastive(
+    model: Any,
+    loss: Any,
+    evaluator_class: Any,
+    trainer_class: Any,
+    args_class: Any,
+    load: Callable[[str], Any],
+    examples: list[Example],
+    samples: list[dict[str, Any]],
+    work: Path,
+    options: TuneOptions,
+    settings: Settings,
+    **extra_args: Any,
+) -> tuple[Any, dict[str, Any]]:
+    """Train an embedding model (one vector or one per token) with MultipleNegativesRankingLoss:
+    each query's positive against its hard negatives and every other passage in the batch (no
+    duplicate texts in a batch). `load` reads a checkpoint back after an interruption."""
+    from datasets import Dataset
+
+    # The first column is the query (the multi-vector collator encodes it as one).
+    dataset = Dataset.from_dict(_negatives_columns(examples, "query"))
     batch_size = options.batch_size or 16
     learning_rate = options.learning_rate or 2e-5
     evaluator = (
-        RerankingEvaluator(samples[: options.eval_queries], at_k=10, name=EVAL_NAME)
+        evaluator_class(samples[: options.eval_queries], at_k=10, name=EVAL_NAME)
         if samples
         else None
     )
-    args = SentenceTransformerTrainingArguments(
+    args = args_class(
         **_trainer_args(work, len(dataset), batch_size, options, learning_rate, settings),
         batch_sampler="no_duplicates",
         metric_for_best_model=f"eval_{EVAL_NAME}_ndcg@10" if evaluator else None,
+        **extra_args,
     )
-    trainer = SentenceTransformerTrainer(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        loss=MultipleNegativesRankingLoss(model),
-        evaluator=evaluator,
+    trainer = trainer_class(
+        model=model, args=args, train_dataset=dataset, loss=loss, evaluator=evaluator
     )
     state = _run_trainer(trainer, work, options)
     state.update(batch_size=batch_size, learning_rate=learning_rate)
     best = state.get("best_checkpoint")
     if state["interrupted"] and best:
-        model = SentenceTransformer(best, device=device)
+        model = load(best)
     return model, state
 
 
@@ -750,6 +863,7 @@ def _card(
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "data": {**data.counts, "held_out_eval_samples": samples},
         "training": {
+            "arch": options.arch if kind == "reranker" else "bi-encoder",
             "loss": options.loss if kind == "reranker" else "mnrl",
             "epochs": options.epochs,
             "max_steps": options.max_steps,
@@ -791,7 +905,8 @@ def _write_card(folder: Path, card: dict[str, Any]) -> None:
         "",
         "## Training",
         "",
-        f"- loss: {training['loss']}, steps: {training['steps']}, epochs: {training['epochs']}, "
+        f"- model: {training['arch']}, loss: {training['loss']}, steps: {training['steps']}, "
+        f"epochs: {training['epochs']}, "
         f"learning rate: {training['learning_rate']}, batch size: {training['batch_size']}",
         f"- time: {training['seconds']} s, peak memory (RSS): {training['peak_rss_mb']} MB",
         f"- interrupted: {training['interrupted']}, kept checkpoint: "

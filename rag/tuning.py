@@ -22,19 +22,22 @@ import random
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Protocol
 
 import numpy as np
 from tqdm import tqdm
 
+from rag.batch import Question
 from rag.collection import Collection
 from rag.embedding import Embedder
 from rag.errors import ConfigError
+from rag.evaluation import is_gold_chunk
 from rag.generation import LLM, Message, complete
 from rag.rerank import Fusion
 from rag.retrieval import Searcher
 from rag.templates import render
+from rag.types import Chunk
 
 logger = logging.getLogger(__name__)
 
@@ -51,15 +54,21 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(])")
 
 @dataclass(frozen=True)
 class TrainQuery:
-    """A query with the chunks that answer it and the documents (sources) judged relevant."""
+    """A query with the chunks that answer it and what is judged relevant: documents (sources),
+    or with `passages` the chunks themselves (chunk ids)."""
 
     qid: str
     text: str
     positives: tuple[int, ...]
     relevant: frozenset[str]
-    origin: str  # "labelled" | "llm" | "self"
+    origin: str  # "labelled" | "questions" | "llm" | "self"
     # The positive's text when it differs from the stored chunk (a cut-out sentence removed).
     positive_text: str | None = None
+    passages: bool = False
+
+    def unit(self, chunk: Chunk) -> str:
+        """What relevance is judged on for this query: the chunk's document, or the chunk."""
+        return chunk.id if self.passages else chunk.source
 
     def __repr__(self) -> str:
         return f"TrainQuery({self.qid!r}, {self.origin}, {len(self.positives)} positives)"
@@ -200,6 +209,44 @@ def labelled_queries(
     return found
 
 
+def question_queries(searcher: Searcher, questions: Sequence[Question]) -> list[TrainQuery]:
+    """Questions with a gold passage (the `rag eval hits` file: `document`, and `paragraph` or
+    `page`), judged at the passage level: the chunks of the gold document that hold the gold
+    paragraph (or lie on the gold page) are relevant, the document's other chunks are not. The
+    positive is the relevant chunk the first stage ranks highest."""
+    collection = searcher.collection
+    keys, _ = collection.store.live_texts()
+    chunks = collection.store.chunks([int(k) for k in keys])
+    by_name: dict[str, list[int]] = {}
+    for key in sorted(chunks):
+        by_name.setdefault(PurePath(chunks[key].source).name, []).append(key)
+    usable = [q for q in questions if q.document and PurePath(q.document).name in by_name]
+    if isinstance(searcher.embedder, CachingEmbedder):
+        searcher.embedder.prime([q.question for q in usable])
+    found: list[TrainQuery] = []
+    for question in usable:
+        name = PurePath(str(question.document)).name
+        gold = [key for key in by_name[name] if is_gold_chunk(chunks[key], question)]
+        if not gold:
+            continue
+        ids = {chunks[key].id: key for key in gold}
+        hits = searcher.retrieve(question.question, 100, "hybrid")
+        best = next((ids[hit.chunk.id] for hit in hits if hit.chunk.id in ids), gold[0])
+        relevant = frozenset(ids)
+        found.append(
+            TrainQuery(question.id, question.question, (best,), relevant, "questions", None, True)
+        )
+    skipped = len(questions) - len(found)
+    if skipped:
+        logger.info("%d questions have no gold passage in this collection", skipped)
+    if not found:
+        raise ConfigError(
+            "no question has a gold passage in this collection (each needs a 'document' naming "
+            "one of its files, and a 'paragraph' or 'page' found in it)"
+        )
+    return found
+
+
 # -- synthetic queries --------------------------------------------------------------------------
 
 
@@ -305,7 +352,8 @@ def mine_negatives(
     progress: bool = True,
 ) -> list[Example]:
     """One example per (query, positive), with `negatives` passages drawn from the dense and BM25
-    top `depth` (interleaved) that belong to no relevant document."""
+    top `depth` (interleaved) that are not relevant (nor of a relevant document, when relevance
+    is judged by document)."""
     rng = random.Random(seed)
     collection = searcher.collection
     all_positives = sorted({key for query in queries for key in query.positives})
@@ -320,7 +368,7 @@ def mine_negatives(
         lexical = searcher.retrieve(query.text, depth, "bm25")
         for pair in zip(dense, lexical, strict=False):
             for hit in pair:
-                if hit.chunk.source not in query.relevant and hit.chunk.id not in seen:
+                if query.unit(hit.chunk) not in query.relevant and hit.chunk.id not in seen:
                     seen.add(hit.chunk.id)
                     pool.append(hit.chunk.text)
         if len(pool) < negatives:
@@ -338,11 +386,12 @@ def mine_negatives(
 
 @dataclass(frozen=True)
 class Candidates:
-    """A held-out query's first-stage candidates, in first-stage order, and what is relevant."""
+    """A held-out query's first-stage candidates, in first-stage order, with the unit each is
+    judged on (its source, or its chunk id for passage-level queries)."""
 
     query: TrainQuery
     texts: tuple[str, ...]
-    sources: tuple[str, ...]
+    units: tuple[str, ...]
 
 
 def held_out_candidates(
@@ -358,7 +407,7 @@ def held_out_candidates(
             Candidates(
                 query,
                 tuple(hit.chunk.text for hit in hits),
-                tuple(hit.chunk.source for hit in hits),
+                tuple(query.unit(hit.chunk) for hit in hits),
             )
         )
     return found
@@ -373,13 +422,13 @@ def reranking_samples(
         positives = [item.query.positive_text or positive_text[k] for k in item.query.positives]
         positives += [
             text
-            for text, source in zip(item.texts, item.sources, strict=True)
-            if source in item.query.relevant and text not in positives
+            for text, unit in zip(item.texts, item.units, strict=True)
+            if unit in item.query.relevant and text not in positives
         ]
         negatives = [
             text
-            for text, source in zip(item.texts, item.sources, strict=True)
-            if source not in item.query.relevant
+            for text, unit in zip(item.texts, item.units, strict=True)
+            if unit not in item.query.relevant
         ]
         if positives and negatives:
             samples.append({"query": item.query.text, "positive": positives, "negative": negatives})
@@ -389,8 +438,8 @@ def reranking_samples(
 def ndcg_at_10(
     rankings: Mapping[str, Sequence[str]], relevant: Mapping[str, frozenset[str]]
 ) -> float:
-    """Mean document-level nDCG@10 (by ranx) of source rankings; a source counts at its first
-    (best) position."""
+    """Mean nDCG@10 (by ranx) of rankings of units (sources, or chunk ids); a unit counts at its
+    first (best) position."""
     from ranx import Qrels, Run, evaluate
 
     run: dict[str, dict[str, float]] = {}
@@ -436,7 +485,7 @@ def evaluate_reranking(
     """Score the candidates once, then nDCG@10 of the first stage, the reranker, and the fusion
     at each of FUSION_WEIGHTS; the best fused weight wins (ties go to the lower weight)."""
     relevant = {item.query.qid: item.query.relevant for item in candidates}
-    first = {item.query.qid: list(item.sources) for item in candidates}
+    first = {item.query.qid: list(item.units) for item in candidates}
     scores: dict[str, list[float]] = {}
     for item in tqdm(candidates, desc="held-out", unit="query", disable=not progress):
         scores[item.query.qid] = reranker.score(item.query.text, item.texts)
@@ -447,7 +496,7 @@ def evaluate_reranking(
             raw = scores[item.query.qid]
             fused = raw if weight is None else Fusion(weight).fuse(raw)
             order = sorted(range(len(raw)), key=lambda i: (-fused[i], i))
-            out[item.query.qid] = [item.sources[i] for i in order]
+            out[item.query.qid] = [item.units[i] for i in order]
         return out
 
     by_weight = {weight: ndcg_at_10(ranked(weight), relevant) for weight in FUSION_WEIGHTS}
@@ -465,18 +514,19 @@ def dense_ndcg(
     query_vectors: np.ndarray,
     chunk_keys: np.ndarray,
     chunk_vectors: np.ndarray,
-    source_of: Mapping[int, str],
+    chunk_of: Mapping[int, Chunk],
     queries: Sequence[TrainQuery],
     depth: int = 100,
 ) -> float:
-    """Held-out nDCG@10 of exact inner-product search over the given chunk vectors."""
+    """Held-out nDCG@10 of exact inner-product search over the given chunk vectors (chunks by
+    key: each query judges its own unit, the chunk's document or the chunk)."""
     scores = query_vectors @ chunk_vectors.T
     depth = min(depth, len(chunk_keys))
     rankings: dict[str, list[str]] = {}
     for row, query in enumerate(queries):
         top = np.argpartition(-scores[row], depth - 1)[:depth]
         top = top[np.argsort(-scores[row][top], kind="stable")]
-        rankings[query.qid] = [source_of[int(chunk_keys[i])] for i in top]
+        rankings[query.qid] = [query.unit(chunk_of[int(chunk_keys[i])]) for i in top]
     return ndcg_at_10(rankings, {query.qid: query.relevant for query in queries})
 
 
@@ -487,7 +537,7 @@ def _sources_of(collection: Collection, keys: Sequence[int]) -> dict[int, str]:
     return {key: chunk.source for key, chunk in collection.store.chunks(keys).items()}
 
 
-def sources_by_key(collection: Collection) -> dict[int, str]:
-    """Every live chunk's source, by chunk key."""
+def chunks_by_key(collection: Collection) -> dict[int, Chunk]:
+    """Every live chunk, by chunk key."""
     keys, _ = collection.store.live_texts()
-    return _sources_of(collection, [int(k) for k in keys])
+    return collection.store.chunks([int(k) for k in keys])

@@ -1,8 +1,12 @@
-"""Build or update the `demo` collection from the articles in ui/demo_corpus (`make demo`).
+"""Build or update the `demo` collection from the articles in ui/demo_corpus (`make demo`), and
+train its own reranker once.
 
-    python -m ui.demo          # then: streamlit run ui/app.py
+    python -m ui.demo             # then: streamlit run ui/app.py
+    python -m ui.demo --no-tune   # the collection only
 
-Incremental: a second run finds every article unchanged and only checks hashes.
+Incremental: a second run finds every article unchanged and only checks hashes. The reranker is
+trained on the SQuAD questions in ui/demo_questions.jsonl (`rag tune reranker --questions`); once
+a tuned reranker is saved for the collection, registered or refused, it is not trained again.
 """
 
 from __future__ import annotations
@@ -12,12 +16,17 @@ import sys
 from pathlib import Path
 
 from ingest.pipeline import IngestJob, IngestReport
+from rag.collection import Collection
 from rag.errors import RagError
 from rag.generation import embedded_model_folder
 from rag.settings import Settings
+from rag.training import TuneOptions, TuneReport, tune_reranker
 
 DEMO_COLLECTION = "demo"
 DEMO_CORPUS = Path(__file__).resolve().parent / "demo_corpus"
+# SQuAD questions about the corpus with their gold passages (made by ui/demo_questions.py): the
+# labels the demo's reranker is trained on.
+DEMO_QUESTIONS = Path(__file__).resolve().parent / "demo_questions.jsonl"
 # Credits for the corpus: shipped beside it, never ingested.
 NOT_ARTICLES = frozenset({"ATTRIBUTION.md"})
 
@@ -36,6 +45,21 @@ def build_demo(settings: Settings) -> IngestReport:
     return IngestJob(settings).run_files(DEMO_COLLECTION, files, prune=True)
 
 
+def tune_demo(settings: Settings, options: TuneOptions | None = None) -> TuneReport | None:
+    """Train the demo collection's reranker on the demo questions, unless a tuned one was already
+    saved for it (the result is cached: registered or refused, it stands). None when skipped."""
+    collection = Collection.open(settings.index_dir, DEMO_COLLECTION)
+    try:
+        done = sorted((collection.path / "models").glob("reranker-*/rag-tune.json"))
+    finally:
+        collection.close()
+    if done:
+        return None
+    # Two in-training evaluations of 32 queries: each costs about a minute on 2 CPU cores.
+    options = options or TuneOptions(questions_file=DEMO_QUESTIONS, evals=2, eval_queries=32)
+    return tune_reranker(settings, DEMO_COLLECTION, options)
+
+
 def _quiet_libraries() -> None:
     """Keep weight-loading bars and tokenizer warnings off the terminal; our own bar stays."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
@@ -47,7 +71,8 @@ def _quiet_libraries() -> None:
     hf_logging.disable_progress_bar()
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    tune = "--no-tune" not in (sys.argv[1:] if argv is None else argv)
     _quiet_libraries()
     try:
         settings = Settings.load()
@@ -58,6 +83,17 @@ def main() -> int:
     print(report.summary())
     for source, reason in report.failed:
         print(f"failed: {source}: {reason}", file=sys.stderr)
+    if tune:
+        print(
+            "Training the demo's reranker on its SQuAD questions, once (about 10 minutes on "
+            "2 CPU cores; skip it with --no-tune)…"
+        )
+        try:
+            tuned = tune_demo(settings)
+        except RagError as e:
+            print(f"warning: the demo reranker was not trained: {e}", file=sys.stderr)
+        else:
+            print(tuned.message if tuned else "The demo's reranker was trained before: kept.")
     if settings.llm_backend == "embedded":
         # Converting the packaged GGUF takes about 30 s, once: better here than on the first
         # question in the chat.

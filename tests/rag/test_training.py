@@ -15,7 +15,7 @@ from rag.collection import MANIFEST, Collection, EmbedderInfo
 from rag.embedding import HashEmbedder
 from rag.errors import ConfigError
 from rag.models import packaged_path
-from rag.rerank import CrossEncoderReranker, Fusion
+from rag.rerank import CrossEncoderReranker, Fusion, MaxSimReranker, multi_vector_model
 from rag.retrieval import Searcher
 from rag.training import TuneOptions, tune_reranker, tune_retriever
 from tests.conftest import MINILM, write_squad_docs
@@ -60,9 +60,10 @@ def squad(tmp_path, squad_paragraphs, minilm):
 
 
 @pytest.mark.slow
-def test_tune_reranker_trains_cards_and_registers_only_a_winner(squad, minilm) -> None:
+@pytest.mark.parametrize("arch", ["maxsim", "cross-encoder"])
+def test_tune_reranker_trains_cards_and_registers_only_a_winner(squad, minilm, arch) -> None:
     settings, queries, qrels = squad
-    options = TuneOptions(queries_file=queries, qrels_file=qrels, **TINY)
+    options = TuneOptions(queries_file=queries, qrels_file=qrels, arch=arch, **TINY)
     report = tune_reranker(settings, "squad", options, embedder=minilm)
 
     assert "\n" not in report.message
@@ -70,6 +71,7 @@ def test_tune_reranker_trains_cards_and_registers_only_a_winner(squad, minilm) -
     assert card["data"]["queries"] == {"labelled": PARAGRAPHS}
     assert card["data"]["train_queries"] + card["data"]["held_out_queries"] == PARAGRAPHS
     assert card["training"]["steps"] == 1 and card["training"]["interrupted"] is False
+    assert card["training"]["arch"] == arch
     after = card["metrics"]["after"]
     assert set(after) >= {"first_stage_ndcg@10", "reranker_ndcg@10", "fused_ndcg@10"}
     assert "## Held-out metrics" in (report.model_path / "README.md").read_text()
@@ -83,7 +85,13 @@ def test_tune_reranker_trains_cards_and_registers_only_a_winner(squad, minilm) -
         assert report.registered == (after["fused_ndcg@10"] > after["first_stage_ndcg@10"])
         if report.registered:
             assert registered and Path(registered["path"]) == report.model_path
+            assert registered["arch"] == arch
             assert report.message.startswith("registered reranker")
+            # Search loads it as what it is, with the fusion weight the held-out queries picked.
+            reranker = Searcher(collection, settings).reranker().reranker
+            expected = MaxSimReranker if arch == "maxsim" else CrossEncoderReranker
+            assert isinstance(reranker, expected)
+            assert reranker.fusion == Fusion(after["fusion_weight"], 60)
         else:
             assert registered is None
             assert report.message.startswith("not registered: the tuned reranker does not beat")
@@ -139,6 +147,32 @@ def test_tune_options_are_checked(squad) -> None:
         tune_reranker(settings, "squad", TuneOptions(queries_file=queries))
     with pytest.raises(ConfigError, match=r"unknown loss 'hinge' \(valid: mnrl, lambda"):
         tune_reranker(settings, "squad", TuneOptions(loss="hinge"))
+    with pytest.raises(ConfigError, match=r"unknown reranker arch 'colbert' \(valid: maxsim"):
+        tune_reranker(settings, "squad", TuneOptions(arch="colbert"))
+    with pytest.raises(ConfigError, match="--loss lambda is for cross-encoders"):
+        tune_reranker(settings, "squad", TuneOptions(arch="maxsim", loss="lambda"))
+
+
+def test_search_uses_a_registered_maxsim_reranker(squad) -> None:
+    """A tuned MaxSim model is saved as a sentence-transformers MultiVectorEncoder; the manifest's
+    `arch` tells search to load it as one (the untrained build scores like the packaged MiniLM)."""
+    settings, _, _ = squad
+    collection = Collection.open(settings.index_dir, "squad")
+    try:
+        folder = collection.path / "models" / "reranker-m"
+        multi_vector_model(MINILM, "cpu").save(str(folder))
+        collection.set_reranker(
+            {"path": "models/reranker-m", "arch": "maxsim", "fusion": {"weight": 0.6, "k": 60}}
+        )
+        reranker = Searcher(collection, settings).reranker().reranker
+        assert isinstance(reranker, MaxSimReranker) and reranker.fusion == Fusion(0.6, 60)
+        query = "Which NFL team represented the AFC at Super Bowl 50?"
+        texts = [h.chunk.text for h in Searcher(collection, settings).retrieve(query, 5)]
+        untrained = MaxSimReranker(MINILM, device="cpu").score(query, texts)
+        assert len(set(untrained)) == len(texts) > 1
+        assert reranker.score(query, texts) == pytest.approx(untrained, rel=1e-5)
+    finally:
+        collection.close()
 
 
 # -- the embedder swap ---------------------------------------------------------------------------

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 from ingest.pipeline import IngestJob
+from rag.batch import Question
 from rag.collection import Collection
 from rag.embedding import HashEmbedder
 from rag.errors import ConfigError, ModelError
+from rag.evaluation import overlap
 from rag.rerank import Fusion
 from rag.retrieval import Searcher
 from rag.tuning import (
@@ -24,12 +26,14 @@ from rag.tuning import (
     held_out_candidates,
     labelled_queries,
     mine_negatives,
+    question_queries,
     read_qrels,
     read_queries,
     self_supervised_queries,
     source_matcher,
     split_held_out,
 )
+from rag.types import Chunk
 from tests.conftest import write_squad_docs
 
 
@@ -126,6 +130,57 @@ def test_labelled_queries_map_qrels_to_chunks_and_negatives_avoid_them(
         labelled_queries(searcher, {"q9": "x"}, {"q9": {"nothing": 1}})
 
 
+@pytest.fixture(scope="module")
+def articles(tmp_path_factory):
+    """Two whole demo articles (SQuAD dev, many chunks each), hash-embedded."""
+    from rag.settings import Settings
+    from ui.demo import DEMO_CORPUS
+
+    root = tmp_path_factory.mktemp("articles")
+    embedder = HashEmbedder()
+    settings = Settings.load(
+        index_dir=root / "indexes", progress=False, device="cpu", embedding_model=embedder.name
+    )
+    files = [DEMO_CORPUS / "Super_Bowl_50.md", DEMO_CORPUS / "Warsaw.md"]
+    IngestJob(settings, embedder=embedder).run_files("a", files)
+    collection = Collection.open(settings.index_dir, "a")
+    yield Searcher(collection, settings, embedder=embedder, reranker=None)
+    collection.close()
+
+
+def test_question_queries_judge_passages_not_documents(articles, squad_paragraphs) -> None:
+    searcher = articles
+    bowl = [p for p in squad_paragraphs if p["title"] == "Super_Bowl_50"][:6]
+    questions = [
+        Question(f"q{n}", p["questions"][0], document="Super_Bowl_50.md", paragraph=p["context"])
+        for n, p in enumerate(bowl)
+    ]
+    questions.append(Question("gone", "Who?", document="Nowhere.md", paragraph="x"))
+    found = question_queries(searcher, questions)
+    assert [q.qid for q in found] == [f"q{n}" for n in range(6)]
+    chunks = {c.id: c for c in _all_chunks(searcher.collection)}
+    bowl_chunks = [c for c in chunks.values() if c.source.endswith("Super_Bowl_50.md")]
+    for query, paragraph in zip(found, bowl, strict=True):
+        assert query.passages and query.origin == "questions"
+        # Only the chunks holding the gold paragraph are relevant, not the whole article.
+        assert query.relevant and len(query.relevant) < len(bowl_chunks)
+        assert all(overlap(chunks[i].text, paragraph["context"]) >= 0.5 for i in query.relevant)
+    examples = mine_negatives(searcher, found, negatives=3, progress=False)
+    relevant_texts = {chunks[i].text for q in found for i in q.relevant}
+    negatives = [n for e in examples for n in e.negatives]
+    assert examples and all(e.positive in relevant_texts for e in examples)
+    # Other passages of the same article are fair negatives now.
+    bowl_texts = {c.text for c in bowl_chunks}
+    assert any(n in bowl_texts for n in negatives)
+    for example in examples:
+        query = next(q for q in found if q.text == example.query)
+        assert not {chunks[i].text for i in query.relevant} & set(example.negatives)
+    [candidates] = held_out_candidates(searcher, found[:1], depth=10)
+    assert set(candidates.units) <= set(chunks)
+    with pytest.raises(ConfigError, match="no question has a gold passage"):
+        question_queries(searcher, questions[-1:])
+
+
 class _Oracle:
     """Scores a text 1 when it is a relevant passage: a reranker that is always right."""
 
@@ -152,13 +207,23 @@ def test_held_out_scoring_picks_a_fusion_weight_and_guards_against_no_gain() -> 
     assert flat.fused == flat.first_stage and flat.weight == 0.0
 
 
+def _chunk(n: int, source: str) -> Chunk:
+    return Chunk(id=f"c{n}", document_id=source, source=source, page=1, start=0, end=1, text="t")
+
+
 def test_dense_ndcg_ranks_documents_by_their_best_chunk() -> None:
     keys = np.array([10, 11, 12])
-    chunks = np.eye(3, dtype=np.float32)
+    vectors = np.eye(3, dtype=np.float32)
     query = TrainQuery("1", "q", (12,), frozenset({"c"}), "self")
-    sources = {10: "a", 11: "b", 12: "c"}
-    assert dense_ndcg(np.array([[0, 0, 1.0]]), keys, chunks, sources, [query]) == 1.0
-    assert dense_ndcg(np.array([[1.0, 0.5, 0]]), keys, chunks, sources, [query]) == 0.5
+    chunks = {10: _chunk(10, "a"), 11: _chunk(11, "b"), 12: _chunk(12, "c")}
+    assert dense_ndcg(np.array([[0, 0, 1.0]]), keys, vectors, chunks, [query]) == 1.0
+    assert dense_ndcg(np.array([[1.0, 0.5, 0]]), keys, vectors, chunks, [query]) == 0.5
+    # Judged by passage, another chunk of the same document no longer counts.
+    same_doc = {10: _chunk(10, "c"), 11: _chunk(11, "b"), 12: _chunk(12, "c")}
+    by_document = TrainQuery("1", "q", (12,), frozenset({"c"}), "questions")
+    by_passage = TrainQuery("1", "q", (12,), frozenset({"c12"}), "questions", passages=True)
+    assert dense_ndcg(np.array([[1.0, 0.5, 0]]), keys, vectors, same_doc, [by_document]) == 1.0
+    assert dense_ndcg(np.array([[1.0, 0.5, 0]]), keys, vectors, same_doc, [by_passage]) == 0.5
 
 
 def test_held_out_candidates_are_first_stage_hits(hashed, squad_paragraphs) -> None:
@@ -167,7 +232,7 @@ def test_held_out_candidates_are_first_stage_hits(hashed, squad_paragraphs) -> N
     [found] = held_out_candidates(searcher, [query], depth=5)
     hits = searcher.retrieve(query.text, 5, "hybrid")
     assert found.texts == tuple(hit.chunk.text for hit in hits)
-    assert found.sources == tuple(hit.chunk.source for hit in hits)
+    assert found.units == tuple(hit.chunk.source for hit in hits)
 
 
 def _all_chunks(collection: Collection):

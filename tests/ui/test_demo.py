@@ -29,7 +29,7 @@ def test_bad_settings_exit_with_one_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("RAG_CHUNK_TOKENS", "many")
-    assert main() == 1
+    assert main([]) == 1
     err = capsys.readouterr().err
     assert err.startswith("Error: invalid settings: chunk_tokens") and err.count("\n") == 1
 
@@ -41,7 +41,7 @@ def test_demo_builds_then_skips_unchanged(
     index_dir = tmp_path / "indexes"
     monkeypatch.setenv("RAG_INDEX_DIR", str(index_dir))
     monkeypatch.setenv("RAG_DEVICE", "cpu")
-    assert main() == 0
+    assert main(["--no-tune"]) == 0
     out = capsys.readouterr().out
     assert f"{DEMO_COLLECTION}: {ARTICLES} ingested ({ARTICLES} new" in out
     assert "streamlit run ui/app.py" in out
@@ -56,3 +56,49 @@ def test_demo_builds_then_skips_unchanged(
 
     again = build_demo(Settings.load(index_dir=index_dir, progress=False, device="cpu"))
     assert (again.unchanged, again.ingested, again.pruned, again.failed) == (ARTICLES, 0, 0, [])
+
+
+def test_demo_questions_point_into_the_demo_articles(shared_data: Path) -> None:
+    """Each shipped question names a demo article holding its gold sentence, and the file is what
+    ui/demo_questions.py makes from SQuAD dev."""
+    from rag.batch import read_questions
+    from ui.demo import DEMO_QUESTIONS
+    from ui.demo_questions import demo_questions
+
+    questions = read_questions(DEMO_QUESTIONS)
+    texts = {path.name: " ".join(path.read_text().split()) for path in demo_files()}
+    assert len(questions) > 300 and {q.document for q in questions} == set(texts)
+    for question in questions:
+        assert question.paragraph and question.paragraph in texts[str(question.document)]
+        assert question.answer
+    made = demo_questions(shared_data / "squad" / "dev-v1.1.json")
+    assert [r["id"] for r in made] == [q.id for q in questions]
+
+
+@pytest.mark.slow
+def test_demo_reranker_is_trained_once(tmp_path: Path, minilm) -> None:
+    """`python -m ui.demo` trains the demo's reranker on its questions (a few steps here), and a
+    second run keeps what the first one saved instead of training again."""
+    from ingest.pipeline import IngestJob
+    from rag.training import TuneOptions
+    from ui.demo import DEMO_QUESTIONS, tune_demo
+
+    settings = Settings.load(index_dir=tmp_path / "idx", progress=False, device="cpu")
+    IngestJob(settings, embedder=minilm).run_files(DEMO_COLLECTION, demo_files()[:2])
+    options = TuneOptions(
+        questions_file=DEMO_QUESTIONS,
+        max_steps=1,
+        batch_size=2,
+        max_length=64,
+        negatives=1,
+        held_out_max=4,
+        eval_queries=2,
+        evals=1,
+    )
+    report = tune_demo(settings, options)
+    assert report is not None and (report.model_path / "rag-tune.json").is_file()
+    data = report.card["data"]
+    # Only the questions about the two ingested articles (21 + 48) are used.
+    assert 60 <= data["queries"]["questions"] <= 69
+    assert report.card["training"]["arch"] == "maxsim"
+    assert tune_demo(settings, options) is None
