@@ -20,8 +20,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The first run also trains the demo's reranker (about 10 minutes on 2 CPU cores, once);
+# `make run DEMO_ARGS=--no-tune` skips that.
+DEMO_ARGS ?=
+
 demo: $(STAMP)
-	$(BIN)/python -m ui.demo
+	$(BIN)/python -m ui.demo $(DEMO_ARGS)
 
 run: demo
 	$(BIN)/streamlit run ui/app.py --server.headless true --browser.gatherUsageStats false

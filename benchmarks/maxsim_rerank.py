@@ -61,13 +61,13 @@ def curve(searcher: Searcher, reranker: MaxSimReranker, queries: list[TrainQuery
             raw = scores[c.query.qid]
             fused = raw if weight is None else Fusion(weight).fuse(raw)
             out[c.query.qid] = [
-                c.sources[i] for i in sorted(range(len(raw)), key=lambda i: -fused[i])
+                c.units[i] for i in sorted(range(len(raw)), key=lambda i: -fused[i])
             ]
         return out
 
     return {
         "queries": len(candidates),
-        "first_stage": ndcg_at_10({c.query.qid: list(c.sources) for c in candidates}, relevant),
+        "first_stage": ndcg_at_10({c.query.qid: list(c.units) for c in candidates}, relevant),
         "maxsim_alone": ndcg_at_10(ranked(None), relevant),
         "fused_by_weight": {str(w): ndcg_at_10(ranked(w), relevant) for w in FUSION_WEIGHTS},
         "rerank_seconds_per_query": round(seconds, 4),

@@ -387,7 +387,13 @@ def collections_info(
     tuned = ", ".join(f"{k} {v}" for k, v in tuning.items()) if tuning else ""
     click.echo(f"  index:     {info['index']['type']}" + (f" (tuned: {tuned})" if tuned else ""))
     reranker = manifest.get("reranker")
-    click.echo(f"  reranker:  {reranker['path'] if reranker else 'none registered'}")
+    if reranker:
+        fusion = reranker.get("fusion") or {}
+        kind = reranker.get("arch", "cross-encoder")
+        weight = f", fusion weight {fusion['weight']}" if "weight" in fusion else ""
+        click.echo(f"  reranker:  {reranker['path']} ({kind}{weight})")
+    else:
+        click.echo("  reranker:  none registered")
 
 
 @collections.command("delete")

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from ingest.pipeline import IngestJob
+from rag.cli import cli
 from rag.collection import MANIFEST, Collection, EmbedderInfo
 from rag.embedding import HashEmbedder
 from rag.errors import ConfigError
@@ -173,6 +175,10 @@ def test_search_uses_a_registered_maxsim_reranker(squad) -> None:
         assert reranker.score(query, texts) == pytest.approx(untrained, rel=1e-5)
     finally:
         collection.close()
+    info = CliRunner().invoke(
+        cli, ["collections", "info", "squad"], env={"RAG_INDEX_DIR": str(settings.index_dir)}
+    )
+    assert "reranker:  models/reranker-m (maxsim, fusion weight 0.6)" in info.output
 
 
 # -- the embedder swap ---------------------------------------------------------------------------
