@@ -718,7 +718,13 @@ def tune() -> None:
     help="Cross-encoders only (maxsim trains with mnrl). "
     + "; ".join(f"{k}: {v}" for k, v in TUNE_LOSSES.items()),
 )
-@click.option("--max-length", type=int, default=256, show_default=True, help="Tokens per pair.")
+@click.option(
+    "--max-length",
+    type=int,
+    default=256,
+    show_default=True,
+    help="Tokens per text (maxsim) or per pair (cross-encoder).",
+)
 def tune_reranker_command(
     collection: str, as_json: bool, config_file: Path | None, **kw: Any
 ) -> None:
