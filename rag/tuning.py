@@ -174,8 +174,7 @@ def labelled_queries(
     """Judged queries whose relevant documents are in the collection. The positive chunk of a
     relevant document is the one the first stage ranks highest for the query (else its first)."""
     collection = searcher.collection
-    keys, _ = collection.store.live_texts()
-    chunks = collection.store.chunks([int(k) for k in keys])
+    chunks = chunks_by_key(collection)
     chunks_of: dict[str, list[int]] = {}
     for key in sorted(chunks):
         chunks_of.setdefault(chunks[key].source, []).append(key)
@@ -215,8 +214,7 @@ def question_queries(searcher: Searcher, questions: Sequence[Question]) -> list[
     paragraph (or lie on the gold page) are relevant, the document's other chunks are not. The
     positive is the relevant chunk the first stage ranks highest."""
     collection = searcher.collection
-    keys, _ = collection.store.live_texts()
-    chunks = collection.store.chunks([int(k) for k in keys])
+    chunks = chunks_by_key(collection)
     by_name: dict[str, list[int]] = {}
     for key in sorted(chunks):
         by_name.setdefault(PurePath(chunks[key].source).name, []).append(key)
