@@ -15,6 +15,7 @@ import functools
 import logging
 import os
 import shutil
+import stat
 import sys
 import time
 from collections import deque
@@ -31,11 +32,11 @@ from ingest.chunking import Chunker
 from ingest.loaders import SUPPORTED_SUFFIXES, load_document, sha256_file
 from rag.collection import Collection, EmbedderInfo, check_name
 from rag.embedding import Embedder, SentenceTransformerEmbedder
-from rag.errors import CollectionError, LoadError, RagError
+from rag.errors import CollectionError, DiskFullError, LoadError, RagError
 from rag.retrieval import index_params
 from rag.settings import DEFAULT_EMBEDDER, Settings
 from rag.store import Store
-from rag.types import Chunk, Document
+from rag.types import Chunk, Document, shown
 
 logger = logging.getLogger(__name__)
 
@@ -84,38 +85,145 @@ class IngestReport:
         )
 
 
-def discover(paths: Sequence[Path]) -> list[Path]:
-    """The files to ingest: files as given, folders searched recursively for supported types."""
+@dataclass
+class Discovery:
+    """What a walk over the given paths found: files to ingest, files or folders that cannot be
+    read (each a failure with its reason), and links skipped on purpose (with why)."""
+
+    files: list[Path] = field(default_factory=list)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def discover(paths: Sequence[Path], follow_links: bool = False) -> Discovery:
+    """The files to ingest: files as given, folders searched for supported types.
+
+    Folders are walked without recursion (any depth), each folder once (no symlink loops).
+    Inside a folder, a link that leads outside it is skipped unless `follow_links`: ingesting
+    `docs/` must not index `docs/passwd.txt -> /etc/passwd`. Files named directly are taken as
+    given, links included.
+    """
     if not paths:
         raise RagError("no paths given")
-    found: list[Path] = []
+    found = Discovery()
     for path in paths:
         if not path.exists():
-            raise RagError(f"path not found: {path}")
+            raise RagError(f"path not found: {shown(str(path))}")
         if path.is_dir():
-            inside = sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES
-            )
-            if not inside:
+            before = len(found.files) + len(found.unreadable)
+            _walk(path, follow_links, found)
+            if len(found.files) + len(found.unreadable) == before:
                 kinds = ", ".join(sorted(SUPPORTED_SUFFIXES))
-                raise RagError(f"no supported documents in folder {path} (looked for {kinds})")
-            found.extend(inside)
+                raise RagError(
+                    f"no supported documents in folder {shown(str(path))} (looked for {kinds})"
+                )
         else:
-            found.append(path)
+            found.files.append(path)
     # Sources are absolute (the same file from two working directories is one document) but keep
     # the user's symlinks; the same file named twice (say, directly and through its folder) once.
     unique: dict[Path, Path] = {}
-    for path in found:
-        unique.setdefault(path.resolve(), Path(os.path.abspath(path)))
-    return list(unique.values())
+    for file in found.files:
+        unique.setdefault(file.resolve(), Path(os.path.abspath(file)))
+    found.files = list(unique.values())
+    return found
 
 
-def file_sources(paths: Sequence[Path]) -> list[Source]:
-    """Sources for files, recorded by absolute path, hashed up front (cheap next to parsing)."""
-    return [
-        Source(str(path), "file", sha256_file(path), functools.partial(load_document, path))
-        for path in discover(paths)
-    ]
+def _walk(root: Path, follow_links: bool, found: Discovery) -> None:
+    """Add the supported files under `root` to `found`, in path order; an explicit stack, not
+    recursion, so a folder 2,000 levels deep is no RecursionError."""
+    inside = root.resolve()
+    seen = {inside}  # real paths of the linked folders entered: a link loop is walked once
+    stack = [root]
+    files: list[Path] = []
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as entries:
+                listing = sorted(entries, key=lambda entry: entry.name)
+        except OSError as e:
+            found.unreadable.append((str(folder), f"cannot read folder: {_reason(e)}"))
+            continue
+        for entry in listing:
+            path = Path(entry.path)
+            try:
+                link = entry.is_symlink()
+                if link:
+                    target = path.resolve(strict=True)
+                    if not follow_links and not target.is_relative_to(inside):
+                        found.skipped.append(
+                            (str(path), f"a link to {target}, outside {root} (--follow-links)")
+                        )
+                        continue
+                if entry.is_dir():
+                    # Only a link can lead back up; resolving every folder would cost O(depth).
+                    if not link:
+                        stack.append(path)
+                    elif target not in seen:
+                        seen.add(target)
+                        stack.append(path)
+                elif path.suffix.lower() in SUPPORTED_SUFFIXES:
+                    files.append(path)
+            except (OSError, RuntimeError) as e:  # a broken link, a loop, a name too long
+                if path.suffix.lower() in SUPPORTED_SUFFIXES or entry.is_symlink():
+                    found.skipped.append((str(path), f"a link that leads nowhere ({_reason(e)})"))
+    found.files.extend(sorted(files))
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror.lower() if error.strerror[:1].isupper() else error.strerror
+    return str(error) or type(error).__name__
+
+
+def file_sources(
+    paths: Sequence[Path], max_bytes: float = float("inf"), follow_links: bool = False
+) -> tuple[list[Source], Discovery]:
+    """Sources for files, recorded by absolute path, hashed up front (cheap next to parsing).
+
+    A file that cannot be ingested (unreadable, not a regular file, over `max_bytes`) is still a
+    source: one that fails with its reason, so the job reports it and goes on with the rest.
+    """
+    found = discover(paths, follow_links)
+    sources = [_refused_source(name, reason) for name, reason in found.unreadable]
+    for path in found.files:
+        reason = _refusal(path, max_bytes)
+        if reason is None:
+            try:
+                content_id = sha256_file(path)
+            except OSError as e:
+                reason = f"cannot read file: {_reason(e)}"
+        if reason is not None:
+            sources.append(_refused_source(str(path), reason))
+        else:
+            sources.append(
+                Source(str(path), "file", content_id, functools.partial(load_document, path))
+            )
+    return sources, found
+
+
+def _refusal(path: Path, max_bytes: float) -> str | None:
+    """Why `path` is not read at all, or None. A FIFO or a device would block or never end."""
+    try:
+        info = path.stat()
+    except OSError as e:
+        return f"cannot read file: {_reason(e)}"
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a device or special file"
+        return f"not a regular file ({kind}); only regular files are read"
+    if info.st_size > max_bytes:
+        return (
+            f"{info.st_size / 2**20:.1f} MB is over the {max_bytes / 2**20:g} MB limit per file "
+            "(setting max_file_mb)"
+        )
+    return None
+
+
+def _refused_source(name: str, reason: str) -> Source:
+    return Source(name, "file", "", functools.partial(_refuse, name, reason))
+
+
+def _refuse(name: str, reason: str) -> Document:
+    raise LoadError(name, reason)
 
 
 def document_sources(documents: Iterable[Document]) -> list[Source]:
@@ -154,7 +262,14 @@ class IngestJob:
     ) -> IngestReport:
         """Ingest files and folders into collection `name`, creating it when needed."""
         check_name(name)
-        return self.run(name, file_sources(paths), prune, progress)
+        s = self.settings
+        sources, found = file_sources(paths, s.max_file_mb * 2**20, s.follow_links)
+        notes = [f"skipped {shown(path)}: {why}" for path, why in found.skipped]
+        for note in notes:
+            tqdm.write(f"warning: {note}", file=sys.stderr)
+        report = self.run(name, sources, prune, progress)
+        report.warnings[:0] = notes
+        return report
 
     def run(
         self,
@@ -180,14 +295,21 @@ class IngestJob:
             created = True
         try:
             with collection.writer_lock():
-                report = self._run_locked(collection, sources, prune, progress)
+                try:
+                    report = self._run_locked(collection, sources, prune, progress)
+                except DiskFullError as e:
+                    # Staging commits document by document and publishing is one transaction,
+                    # so whatever was staged before the disk filled is there for the rerun.
+                    note = "the documents staged so far are kept and the rerun resumes"
+                    raise DiskFullError(e.path, note) from e
                 if created and report.ingested == 0:
                     # Nothing usable came in: do not leave an empty collection behind.
                     collection.close()
                     _remove_tree(collection.path)
                     report.seconds = time.perf_counter() - started
                     return report
-                collection.refresh_indexes(index_params(self.settings))
+                # Published: a full disk now only delays the search caches (logged, and noted).
+                report.warnings.extend(collection.refresh_indexes(index_params(self.settings)))
         finally:
             collection.close()
         report.seconds = time.perf_counter() - started
@@ -263,7 +385,9 @@ class IngestJob:
             for prepared, vectors in embedded:
                 if prepared.error is not None or prepared.document is None:
                     report.failed.append((prepared.source.name, prepared.error or "no document"))
-                    bar.write(f"failed: {prepared.source.name}: {prepared.error}", file=sys.stderr)
+                    bar.write(
+                        f"failed: {shown(prepared.source.name)}: {prepared.error}", file=sys.stderr
+                    )
                     bar.update(1)
                     continue
                 self._stage(prepared, prepared.document, vectors, collection, report, bar, clock)

@@ -69,8 +69,13 @@ def load_records(path: Path) -> list[dict[str, Any]]:
     """The lines of a `rag batch` answers file."""
     if not path.is_file():
         raise ConfigError(f"answers file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path.name}: not UTF-8 text (byte {e.object[e.start]:#x})") from e
     records = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    # JSON lines end at "\n" only: splitlines() would also cut at U+2028 inside a string.
+    for n, line in enumerate(text.split("\n"), start=1):
         if line.strip():
             try:
                 records.append(json.loads(line))

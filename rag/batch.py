@@ -12,18 +12,24 @@ On a Ray cluster (`rag batch --engine ray`), workers answer and this process wri
     report = run_batch_on_ray(settings, "papers", questions, Path("answers.jsonl"))
 
 Both engines write the same records through the same loop, so either one resumes the other's file.
+One run at a time writes an answers file: it is locked from before the finished ids are read until
+the summary is written. Neither file ever replaces one that `rag batch` did not write.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
+import fcntl
+import io
 import json
 import logging
 import os
+import re
 from collections import deque
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from contextlib import closing
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +48,12 @@ WORKER_CPUS = 1.0
 
 # Where answers come from: records as they finish, stopped early by `close()`.
 Records = Generator[dict[str, Any], None, None]
+# An answers file's records, and the end of its last complete line.
+AnswerLines = tuple[list[dict[str, Any]], int]
+# How every line `rag batch` writes begins; a torn last line is a prefix of one.
+RECORD_START = b'{"id": '
+# The header row of the summary, which marks a CSV as one this command wrote.
+SUMMARY_HEADER = "id,refused,error,citations,sentences,supported,total_s,answer"
 
 
 @dataclass(frozen=True)
@@ -78,73 +90,177 @@ class BatchReport:
 
 def read_questions(path: Path) -> list[Question]:
     """Questions from JSONL or CSV with at least `id` and `question` per record."""
-    if not path.is_file():
-        raise ConfigError(f"question file not found: {path}")
+    data = _read_bytes(path, "question file")
     suffix = path.suffix.lower()
     if suffix not in QUESTION_SUFFIXES:
         raise ConfigError(
             f"unsupported question file {path.name!r} (use {', '.join(QUESTION_SUFFIXES)})"
         )
-    records: list[tuple[int, dict[str, Any]]] = []
-    with path.open(encoding="utf-8", newline="") as handle:
-        if suffix == ".csv":
-            records = [(n, dict(row)) for n, row in enumerate(csv.DictReader(handle), start=2)]
-        else:
-            for n, line in enumerate(handle, start=1):
-                if line.strip():
-                    try:
-                        records.append((n, json.loads(line)))
-                    except json.JSONDecodeError as e:
-                        raise ConfigError(f"{path.name} line {n}: not JSON ({e.msg})") from e
+    try:
+        text = data.decode("utf-8-sig")  # spreadsheets save CSV with a byte-order mark
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ConfigError(
+            f"{path.name} line {line}: not UTF-8 text (byte 0x{data[e.start]:02x}); "
+            "save the file as UTF-8"
+        ) from e
+    records = _csv_records(path.name, text) if suffix == ".csv" else _jsonl_records(path.name, text)
     questions: list[Question] = []
     seen: set[str] = set()
     for n, record in records:
-        if not isinstance(record, dict):
-            raise ConfigError(f"{path.name} line {n}: expected an object with id and question")
-        qid, text = str(record.get("id") or "").strip(), str(record.get("question") or "").strip()
-        if not qid or not text:
-            raise ConfigError(f"{path.name} line {n}: needs both 'id' and 'question'")
-        if qid in seen:
-            raise ConfigError(f"{path.name} line {n}: duplicate id {qid!r}")
-        seen.add(qid)
-        page = record.get("page")
-        answer = record.get("answer")
-        questions.append(
-            Question(
-                id=qid,
-                question=text,
-                answer=(
-                    tuple(str(a) for a in answer)
-                    if isinstance(answer, list)
-                    else str(answer)
-                    if answer not in (None, "")
-                    else None
-                ),
-                document=str(record["document"]) if record.get("document") else None,
-                page=int(page) if page not in (None, "") else None,
-                paragraph=str(record["paragraph"]) if record.get("paragraph") else None,
-            )
-        )
+        question = _question(f"{path.name} line {n}", record)
+        if question.id in seen:
+            raise ConfigError(f"{path.name} line {n}: duplicate id {question.id!r}")
+        seen.add(question.id)
+        questions.append(question)
     if not questions:
         raise ConfigError(f"{path} holds no questions")
     return questions
+
+
+def _read_bytes(path: Path, what: str) -> bytes:
+    if path.is_dir():
+        raise ConfigError(f"{what} {path} is a folder, not a file")
+    if not path.is_file():
+        raise ConfigError(f"{what} not found: {path}")
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"cannot read {what} {path}: {e.strerror or e}") from e
+
+
+def _jsonl_records(name: str, text: str) -> Iterator[tuple[int, Any]]:
+    # Only "\n" ends a line: str.splitlines would also cut at U+2028 inside a JSON string.
+    for n, line in enumerate(text.split("\n"), start=1):
+        if line.strip():
+            try:
+                yield n, json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ConfigError(f"{name} line {n}: not JSON ({e.msg})") from e
+            except ValueError as e:  # a number of over 4,300 digits
+                raise ConfigError(f"{name} line {n}: a number too long to read") from e
+            except RecursionError as e:
+                raise ConfigError(f"{name} line {n}: JSON nested too deeply to read") from e
+
+
+def _csv_records(name: str, text: str) -> Iterator[tuple[int, Any]]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        columns = [c.strip() for c in reader.fieldnames or ()]
+        if columns and not {"id", "question"} <= set(columns):
+            raise ConfigError(f"{name} needs an 'id' and a 'question' column (columns: {columns})")
+        for row in reader:
+            # Cells beyond the header sit under the key None; they are ignored.
+            yield reader.line_num, {k.strip(): v for k, v in row.items() if isinstance(k, str)}
+    except csv.Error as e:
+        # DictReader's own count lags behind a row that fails.
+        raise ConfigError(f"{name} line {reader.reader.line_num}: not CSV ({e})") from e
+
+
+def _question(where: str, record: Any) -> Question:
+    if not isinstance(record, dict):
+        raise ConfigError(f"{where}: expected an object with id and question")
+    qid = _text(where, "id", record.get("id"), numbers=(int,))
+    text = _text(where, "question", record.get("question"))
+    if not qid or not text:
+        raise ConfigError(f"{where}: needs both 'id' and 'question'")
+    answer = record.get("answer")
+    return Question(
+        id=qid,
+        question=text,
+        answer=(
+            tuple(_text(where, "answer", a, numbers=(int, float), strip=False) for a in answer)
+            if isinstance(answer, list) and answer
+            else _text(where, "answer", answer, numbers=(int, float), strip=False) or None
+        ),
+        document=_text(where, "document", record.get("document")) or None,
+        page=_page(where, record.get("page")),
+        paragraph=_text(where, "paragraph", record.get("paragraph")) or None,
+    )
+
+
+def _text(
+    where: str, key: str, value: Any, numbers: tuple[type, ...] = (), strip: bool = True
+) -> str:
+    """A field's text ("" when absent); a JSON number of the types `numbers` is taken as text."""
+    if value is None or (value == [] and key == "answer"):
+        return ""
+    if isinstance(value, numbers) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        kind = {"list": "a list", "dict": "an object"}.get(type(value).__name__, f"{value!r:.40}")
+        allowed = (
+            " or a list of texts" if key == "answer" else " or a whole number" if numbers else ""
+        )
+        raise ConfigError(f"{where}: '{key}' must be text{allowed}, not {kind}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:  # a lone surrogate ("\ud800"), valid JSON but not text
+        raise ConfigError(f"{where}: '{key}' is not valid Unicode text ({e.reason})") from e
+    return value.strip() if strip else value
+
+
+def _page(where: str, value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and re.fullmatch(r"\s*\d{1,18}\s*", value, re.ASCII):
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise ConfigError(f"{where}: 'page' must be a whole number from 1, not {value!r:.40}")
 
 
 def finished_ids(out: Path) -> set[str]:
     """Ids already in the answers file; a torn last line (killed mid-write) is cut off first."""
     if not out.exists():
         return set()
-    data = out.read_bytes()
-    end = data.rfind(b"\n") + 1
+    data = _read_bytes(out, "answers file")
+    records, end = _answer_records(data, out.name)
     if end < len(data):
         logger.warning("%s: dropping an unfinished last line", out)
         with out.open("r+b") as handle:
             handle.truncate(end)
-    done = set()
-    for line in data[:end].splitlines():
-        if line.strip():
-            done.add(str(json.loads(line)["id"]))
-    return done
+    return {record["id"] for record in records}
+
+
+def _answer_records(data: bytes, name: str, keys: tuple[str, ...] = ("id",)) -> AnswerLines:
+    """The records in the complete lines of an answers file, and the end of the last one.
+
+    Every line must be a record with `keys`, else the file is not ours (or damaged) and nothing may
+    be appended to it or cut from it. An unfinished last line must start as every record starts.
+    """
+    end = data.rfind(b"\n") + 1
+    records: list[dict[str, Any]] = []
+    lines = data[:end].split(b"\n")
+    for n, line in enumerate(lines[:-1], start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line.decode("utf-8"))
+        except (ValueError, RecursionError):  # not UTF-8, not JSON, too deep
+            record = None
+        if problem := _not_a_record(record, keys):
+            raise ConfigError(
+                f"{name} line {n}: {problem}, so it is not an answers file of rag batch or that "
+                "line is damaged: repair or delete the line, or answer into another file"
+            )
+        records.append(record)
+    tail = data[end:]
+    if tail and not RECORD_START.startswith(tail[: len(RECORD_START)]):
+        raise ConfigError(
+            f"{name} line {len(lines)}: an unfinished last line that rag batch did not write: end "
+            "it with a newline or delete it, or answer into another file"
+        )
+    return records, end
+
+
+def _not_a_record(record: Any, keys: tuple[str, ...]) -> str:
+    """Why one parsed line of an answers file is not a record with `keys`; "" when it is."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    if missing := [key for key in keys if key not in record]:
+        return f"no {missing[0]!r}"
+    return "" if isinstance(record["id"], str) else "its 'id' is not text"
 
 
 def _answer(answerer: Answerer, question: Question) -> dict[str, Any]:
@@ -206,30 +322,116 @@ def _write_answers(
 ) -> BatchReport:
     """The questions not yet in `out`, answered by `answer` and appended as records arrive."""
     questions = list(questions)
-    done = finished_ids(out)
-    todo = [q for q in questions if q.id not in done]
-    report = BatchReport(total=len(questions), skipped=len(questions) - len(todo))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    bar = tqdm(
-        total=len(todo), unit="q", desc="answering", disable=not progress, dynamic_ncols=True
-    )
-    # Closing the source on Ctrl-C (or any error) drops its queue at once. With nothing to do,
-    # it never starts: no threads, no Ray.
-    with bar, out.open("a", encoding="utf-8") as sink, closing(answer(todo)) as records:
-        for record in records if todo else ():
-            sink.write(json.dumps(record, ensure_ascii=False) + "\n")
-            sink.flush()
-            os.fsync(sink.fileno())
-            if record["error"]:
-                report.failed += 1
-                report.errors.append((record["id"], record["error"]))
-            else:
-                report.answered += 1
-                report.refused += bool(record.get("refused"))
-            bar.set_postfix_str(f"{report.failed} failed", refresh=False)
-            bar.update(1)
-    write_summary(out)
+    check_outputs(out)
+    with _answers_file(out) as (sink, done):
+        todo = [q for q in questions if q.id not in done]
+        report = BatchReport(total=len(questions), skipped=len(questions) - len(todo))
+        bar = tqdm(
+            total=len(todo), unit="q", desc="answering", disable=not progress, dynamic_ncols=True
+        )
+        # Closing the source on Ctrl-C (or any error) drops its queue at once. With nothing to
+        # do, it never starts: no threads, no Ray.
+        with bar, closing(answer(todo)) as records:
+            for record in records if todo else ():
+                # A lone surrogate (from a broken LLM reply) can only sit in a JSON string, where
+                # backslashreplace writes it as the JSON escape it came from.
+                line = json.dumps(record, ensure_ascii=False) + "\n"
+                _append(sink, out, line.encode("utf-8", "backslashreplace"))
+                if record["error"]:
+                    report.failed += 1
+                    report.errors.append((record["id"], record["error"]))
+                else:
+                    report.answered += 1
+                    report.refused += bool(record.get("refused"))
+                bar.set_postfix_str(f"{report.failed} failed", refresh=False)
+                bar.update(1)
+        write_summary(out)
     return report
+
+
+def check_outputs(out: Path, questions_file: Path | None = None) -> Path:
+    """The summary path of answers file `out`, once neither would replace the questions file or a
+    file `rag batch` did not write; a ConfigError names the clash."""
+    if out.suffix.lower() != ".jsonl":
+        raise ConfigError(
+            f"the answers file must end in .jsonl, not {str(out)!r} (a .csv summary goes beside it)"
+        )
+    if out.exists() and not out.is_file():
+        raise ConfigError(f"the answers file {out} is a folder or a device, not a file")
+    summary = out.with_suffix(".csv")
+    if questions_file is not None and _same_file(out, questions_file):
+        raise ConfigError(f"the answers file {out} is the questions file: answer into another file")
+    if questions_file is not None and _same_file(summary, questions_file):
+        raise ConfigError(
+            f"the summary {summary} would replace the questions file: answer into a file of "
+            "another name"
+        )
+    if summary.exists() or summary.is_symlink():
+        try:
+            with summary.open("rb") as handle:
+                ours = handle.readline(4096).rstrip(b"\r\n") == SUMMARY_HEADER.encode()
+        except OSError:
+            ours = False
+        if not ours:
+            raise ConfigError(
+                f"{summary} exists and is not a rag batch summary, which is written beside the "
+                "answers: move it away or answer into another file"
+            )
+    return summary
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop
+        return False
+
+
+@contextmanager
+def _answers_file(out: Path) -> Iterator[tuple[io.FileIO, set[str]]]:
+    """`out` opened for appending by this run alone, and the ids it holds, its torn line cut.
+
+    The lock is taken before the ids are read and held until the file is closed: a second run
+    into the same file would answer the same questions again.
+    """
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        sink = out.open("ab", buffering=0)
+    except OSError as e:
+        raise ConfigError(f"cannot write the answers file {out}: {e.strerror or e}") from e
+    with sink:
+        try:
+            fcntl.flock(sink, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(
+                f"{out} is being written by another rag batch; wait for it to finish or answer "
+                "into another file"
+            ) from None
+        data = out.read_bytes()
+        # Appending is for files this command wrote: every record has an id and an error.
+        records, end = _answer_records(data, out.name, keys=("id", "error"))
+        if end < len(data):
+            logger.warning("%s: dropping an unfinished last line", out)
+            os.ftruncate(sink.fileno(), end)
+        yield sink, {record["id"] for record in records}
+
+
+def _append(sink: io.FileIO, out: Path, line: bytes) -> None:
+    """One record, on disk before the next; a failed write is cut back to the records before."""
+    size = os.fstat(sink.fileno()).st_size
+    try:
+        view = memoryview(line)
+        while view:
+            view = view[sink.write(view) :]
+        os.fsync(sink.fileno())
+    except OSError as e:
+        with suppress(OSError):
+            os.ftruncate(sink.fileno(), size)
+        todo = "free some space, then run" if e.errno == errno.ENOSPC else "run"
+        raise RagError(
+            f"cannot write to {out} ({e.strerror or e}); the answers written before are kept: "
+            f"{todo} the job again to answer the rest"
+        ) from e
 
 
 def _answer_in_threads(answerer: Answerer, todo: list[Question], concurrency: int) -> Records:
@@ -347,26 +549,40 @@ def _ray_get(ray: Any, refs: Any) -> Any:
 
 
 def write_summary(out: Path) -> Path:
-    """A CSV beside the answers: one row per question with the headline numbers."""
-    path = out.with_suffix(".csv")
-    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines() if line]
-    with path.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(
-            ["id", "refused", "error", "citations", "sentences", "supported", "total_s", "answer"]
-        )
-        for row in rows:
-            sentences = row.get("sentences") or []
-            writer.writerow(
-                [
-                    row["id"],
-                    row.get("refused"),
-                    row.get("error") or "",
-                    len(row.get("citations") or []),
-                    len(sentences),
-                    sum(bool(s.get("supported")) for s in sentences),
-                    (row.get("timings") or {}).get("total_s", ""),
-                    row.get("answer", ""),
-                ]
-            )
+    """A CSV beside the answers: one row per question with the headline numbers.
+
+    Written whole to a temporary file and renamed, so a reader never sees half of it.
+    """
+    path = check_outputs(out)
+    records, _ = _answer_records(_read_bytes(out, "answers file"), out.name)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        # backslashreplace: a lone surrogate in an answer must not stop the summary.
+        with temporary.open("w", encoding="utf-8", errors="backslashreplace", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(SUMMARY_HEADER.split(","))
+            for row in records:
+                sentences = row.get("sentences") or []
+                writer.writerow(
+                    [
+                        row["id"],
+                        row.get("refused"),
+                        row.get("error") or "",
+                        len(row.get("citations") or []),
+                        len(sentences),
+                        sum(bool(s.get("supported")) for s in sentences),
+                        (row.get("timings") or {}).get("total_s", ""),
+                        row.get("answer", ""),
+                    ]
+                )
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except OSError as e:
+        with suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        raise RagError(
+            f"cannot write the summary {path} ({e.strerror or e}); the answers are all in "
+            f"{out.name}: run the job again to write it"
+        ) from e
     return path

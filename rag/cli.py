@@ -21,6 +21,7 @@ from rag.settings import LLMBackendName, Settings
 from rag.training import RERANKER_ARCHS as TUNE_ARCHS
 from rag.training import RERANKER_LOSSES as TUNE_LOSSES
 from rag.tuning import SYNTHETIC_SOURCES as TUNE_SYNTHETIC
+from rag.types import shown
 
 F = TypeVar("F", bound=Callable[..., Any])
 LLM_BACKEND_NAMES: tuple[str, ...] = get_args(LLMBackendName)
@@ -131,6 +132,15 @@ def cli(verbose: bool) -> None:
     type=click.Choice(list(EMBED_BACKENDS)),
     help="How the embedder runs on the CPU (default int8).",
 )
+@click.option(
+    "--follow-links",
+    is_flag=True,
+    default=None,
+    help="Also ingest files that links inside a folder point to outside it.",
+)
+@click.option(
+    "--max-file-mb", type=float, help="Skip (and report) files larger than this (default 100)."
+)
 @engine_options("Ray actors that embed (default: one per GPU, else one per 2 CPUs).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @settings_options
@@ -198,7 +208,7 @@ def search(
         click.echo("No matching passages.")
     for rank, hit in enumerate(result.hits, start=1):
         text = " ".join(hit.chunk.text.split())
-        click.echo(f"{rank}. [{hit.score:.4f}] {hit.chunk.source} (page {hit.chunk.page})")
+        click.echo(f"{rank}. [{hit.score:.4f}] {shown(hit.chunk.source)} (page {hit.chunk.page})")
         click.echo(f"   {text[:400]}{'…' if len(text) > 400 else ''}")
 
 
@@ -250,12 +260,12 @@ def ask(
     unsupported = [s for s in answer.sentences if not s.supported]
     for citation in answer.citations:
         text = " ".join(citation.chunk.text.split())
-        click.echo(f"[{citation.n}] {citation.chunk.source} (page {citation.chunk.page})")
+        click.echo(f"[{citation.n}] {shown(citation.chunk.source)} (page {citation.chunk.page})")
         click.echo(f"    {text[:300]}{'…' if len(text) > 300 else ''}")
     if unsupported:
         click.echo(f"\n{len(unsupported)} sentence(s) not supported by their cited sources:")
         for sentence in unsupported:
-            click.echo(f"  - {sentence.text} (support {sentence.support:.2f})")
+            click.echo(f"  - {shown(sentence.text)} (support {sentence.support:.2f})")
 
 
 @cli.command()
@@ -291,13 +301,14 @@ def batch(
     With --engine ray, workers on a Ray cluster answer; the index folder must be at the same path on
     every node.
     """
-    from rag.batch import read_questions, run_batch, run_batch_on_ray
+    from rag.batch import check_outputs, read_questions, run_batch, run_batch_on_ray
     from rag.collection import Collection
     from rag.generation import make_llm
     from rag.pipeline import Answerer
     from rag.retrieval import Searcher
 
     settings = load_settings(config_file, progress=False if no_progress else None, **overrides)
+    check_outputs(out, questions)  # before anything is answered, or a clash is found at the end
     items = read_questions(questions)
     if settings.engine == "ray":
         report = run_batch_on_ray(settings, collection, items, out)
@@ -309,7 +320,7 @@ def batch(
         finally:
             opened.close()
     for qid, error in report.errors[:20]:
-        click.echo(f"failed: {qid}: {error}", err=True)
+        click.echo(f"failed: {shown(qid)}: {shown(error)}", err=True)
     click.echo(report.summary())
     if report.failed:
         sys.exit(1)
@@ -365,9 +376,9 @@ def collections_info(
                 "setting": settings.index_type,
                 **({"tuning": index["tuning"]} if "tuning" in index else {}),
             },
-            "lexical": manifest["lexical"],
+            "lexical": manifest.get("lexical"),
             "reranker": manifest.get("reranker"),
-            "created_at": manifest["created_at"],
+            "created_at": manifest.get("created_at"),
         }
     finally:
         opened.close()
@@ -403,11 +414,11 @@ def collections_info(
 def collections_delete(
     name: str, yes: bool, config_file: Path | None, index_dir: Path | None
 ) -> None:
-    """Delete a collection and its files."""
-    from rag.collection import Collection, delete_collection
+    """Delete a collection, its files and its uploads (even when damaged)."""
+    from rag.collection import collection_path, delete_collection
 
     settings = load_settings(config_file, index_dir=index_dir)
-    Collection.open(settings.index_dir, name).close()  # fail early, naming the known collections
+    collection_path(settings.index_dir, name)  # fail early, naming the known collections
     if not yes and not click.confirm(f"Delete collection {name!r}?", default=False):
         click.echo("Kept.")
         return

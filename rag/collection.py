@@ -2,10 +2,12 @@
 
 indexes/NAME/manifest.json        what the collection is (embedder, chunking, index, reranker)
 indexes/NAME/store.sqlite         documents, chunks and vectors: the source of truth
-indexes/NAME/dense-<gen>.faiss    caches of the store at generation <gen>, rebuilt when missing
-indexes/NAME/lexical-<gen>/
+indexes/NAME/dense-<gen>.faiss    caches of the store at generation <gen>, rebuilt when missing,
+indexes/NAME/lexical-<gen>/       damaged or out of step with the store (and left unwritten,
+                                  serving from memory, while the disk is full)
 indexes/NAME/models/              models `rag tune` trained on this collection (with their cards)
 indexes/NAME/tune/                `rag tune` work in progress: data and checkpoints to resume from
+indexes/.uploads/NAME/            files uploaded into NAME in the chat, deleted with it
 
 collection = Collection.open(Path("indexes"), "papers")
 dense = collection.dense_index(IndexParams())
@@ -19,7 +21,7 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,16 +30,20 @@ from typing import Any
 
 import numpy as np
 
-from rag.errors import CollectionError, EmbedderMismatchError
-from rag.index import DenseIndex, IndexParams
+from rag.errors import CollectionError, DiskFullError, EmbedderMismatchError
+from rag.index import INDEX_BUILDERS, DenseIndex, IndexParams
 from rag.lexical import LEXICAL_CONFIG, LexicalIndex
-from rag.store import SCHEMA_VERSION, Store
+from rag.store import SCHEMA_VERSION, Store, damaged, is_disk_full
 
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 STORE = "store.sqlite"
+# Beside the collections, out of `list_collections`' sight: a name cannot start with a dot.
+UPLOADS_FOLDER = ".uploads"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# What loading a damaged cache file raises, from FAISS, numpy, json and bm25s.
+_CACHE_ERRORS = (OSError, ValueError, RuntimeError, EOFError, KeyError, TypeError, IndexError)
 
 
 def check_name(name: str) -> str:
@@ -50,6 +56,21 @@ def check_name(name: str) -> str:
     return name
 
 
+def uploads_dir(index_dir: Path, name: str) -> Path:
+    """Where the files uploaded into collection `name` are kept."""
+    return index_dir / UPLOADS_FOLDER / check_name(name)
+
+
+def collection_path(root: Path, name: str) -> Path:
+    """The folder of collection `name` (even a damaged one), or fail naming the ones that exist."""
+    path = root / check_name(name)
+    if not (path / MANIFEST).is_file() and not (path / STORE).is_file():
+        known = list_collections(root)
+        listing = ", ".join(known) if known else "none yet; create one with `rag ingest`"
+        raise CollectionError(f"no collection named {name!r} in {root} (collections: {listing})")
+    return path
+
+
 @dataclass(frozen=True)
 class EmbedderInfo:
     name: str
@@ -59,12 +80,14 @@ class EmbedderInfo:
 class Collection:
     """One collection folder. Readers need no lock; writers hold `writer_lock()`."""
 
-    def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
+    def __init__(self, path: Path, manifest: dict[str, Any], create: bool = False) -> None:
         self.path = path
         self.manifest = manifest
-        self.store = Store(path / STORE)
+        self.store = Store(path / STORE, create=create)
         self._dense: tuple[int, DenseIndex] | None = None
         self._lexical: tuple[int, LexicalIndex] | None = None
+        self._live_chunks: tuple[int, int] | None = None  # (generation, count)
+        self._unwritten: list[str] = []
         self._locked = False
 
     def __repr__(self) -> str:
@@ -123,30 +146,28 @@ class Collection:
             "lexical": LEXICAL_CONFIG,
             "reranker": None,
         }
-        _write_json(path / MANIFEST, manifest)
-        return cls(path, manifest)
+        # The store first: a folder without a manifest is no collection yet, so a job killed
+        # (or a disk filled) in between leaves nothing that `open` would call damaged.
+        collection = cls(path, manifest, create=True)
+        try:
+            if collection.store.counts()[0] or collection.store.documents("staged"):
+                # Documents without a manifest: it was lost, and guessing it (the embedder, say)
+                # could mislabel every vector in the store.
+                raise damaged(path / MANIFEST, "the file is missing")
+            _write_json(path / MANIFEST, manifest)
+        except BaseException:
+            collection.close()
+            raise
+        return collection
 
     @classmethod
     def open(cls, root: Path, name: str) -> Collection:
         """Open an existing collection, or fail naming the ones that exist."""
-        path = root / check_name(name)
-        try:
-            manifest = json.loads((path / MANIFEST).read_text())
-        except FileNotFoundError:
-            known = list_collections(root)
-            listing = ", ".join(known) if known else "none yet; create one with `rag ingest`"
-            raise CollectionError(
-                f"no collection named {name!r} in {root} (collections: {listing})"
-            ) from None
-        except (OSError, json.JSONDecodeError) as e:
-            raise CollectionError(f"collection {name!r} has an unreadable manifest: {e}") from e
-        if manifest.get("schema_version") != SCHEMA_VERSION:
-            raise CollectionError(
-                f"collection {name!r} has schema version {manifest.get('schema_version')}; "
-                f"this version of rag reads {SCHEMA_VERSION}"
-            )
-        collection = cls(path, manifest)
-        if manifest.get("pending_embedder"):
+        path = collection_path(root, name)
+        if not (path / MANIFEST).is_file():
+            raise damaged(path / MANIFEST, "the file is missing")
+        collection = cls(path, read_manifest(path / MANIFEST))
+        if collection.manifest.get("pending_embedder"):
             collection._settle_embedder()
         return collection
 
@@ -163,8 +184,9 @@ class Collection:
 
     def set_reranker(self, reranker: dict[str, Any] | None) -> None:
         """Register (or clear) the collection's own reranker in its manifest."""
-        self.manifest["reranker"] = reranker
-        _write_json(self.path / MANIFEST, self.manifest)
+        manifest = {**self.manifest, "reranker": reranker}
+        _write_json(self.path / MANIFEST, manifest)
+        self.manifest = manifest
 
     def replace_embedder(
         self,
@@ -198,9 +220,7 @@ class Collection:
         old_lexical = self.path / f"lexical-{before}"
         new_lexical = self.path / f"lexical-{generation}"
         if (old_lexical / "keys.npy").exists() and not new_lexical.exists():
-            tmp = self.path / f"lexical-{generation}.tmp{os.getpid()}"
-            shutil.copytree(old_lexical, tmp)
-            os.replace(tmp, new_lexical)
+            self._write_cache(new_lexical, lambda: _copy_folder(old_lexical, new_lexical))
         self._settle_embedder()
         return generation
 
@@ -211,7 +231,7 @@ class Collection:
             return
         try:
             with self.writer_lock():
-                manifest = json.loads((self.path / MANIFEST).read_text())
+                manifest = read_manifest(self.path / MANIFEST)
                 pending = manifest.get("pending_embedder")
                 if not pending:
                     self.manifest = manifest
@@ -221,8 +241,11 @@ class Collection:
                 del manifest["pending_embedder"]
                 _write_json(self.path / MANIFEST, manifest)
                 self.manifest = manifest
-        except CollectionError:
-            # A writer holds the lock (maybe the swap itself); `embedder` reads the pending entry.
+        except CollectionError as e:
+            # A writer holds the lock (maybe the swap itself), or the disk is full: `embedder`
+            # reads the pending entry, and a later open settles it.
+            if isinstance(e, DiskFullError):
+                logger.warning("%s", e)
             return
 
     @contextmanager
@@ -234,13 +257,7 @@ class Collection:
         if self._locked:
             yield
             return
-        with open(self.path / ".lock", "w") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise CollectionError(
-                    f"collection {self.name!r} is being written by another job; try again later"
-                ) from None
+        with _folder_lock(self.path, self.name):
             self._locked = True
             try:
                 yield
@@ -262,20 +279,17 @@ class Collection:
         """The BM25 index for the store's current generation, loaded or rebuilt once."""
         generation = self.store.generation
         if self._lexical is None or self._lexical[0] != generation:
-            folder = self.path / f"lexical-{generation}"
-            if (folder / "keys.npy").exists():
-                index = LexicalIndex.load(folder)
-            else:
-                keys, texts = self.store.live_texts()
-                index = LexicalIndex.build(keys, texts)
-                index.save(folder)
-            self._lexical = (generation, index)
+            self._lexical = (generation, self._load_or_build_lexical(generation))
         return self._lexical[1]
 
-    def refresh_indexes(self, params: IndexParams) -> None:
-        """Build both indexes for the current generation and delete older generations' files."""
-        self.dense_index(params)
-        self.lexical_index()
+    def refresh_indexes(self, params: IndexParams) -> list[str]:
+        """Build both indexes for the current generation and delete older generations' files.
+
+        Returns a warning for each index file a full disk kept from being written.
+        """
+        self._unwritten = []
+        # Older generations' files first: nothing reads them any more, and on a nearly full
+        # disk their space may be what the new ones need.
         current = self.store.generation
         for entry in self.path.iterdir():
             match = re.match(r"^(dense|lexical)-(\d+)(\.faiss|\.json)?(\.tmp\d+)?$", entry.name)
@@ -284,27 +298,31 @@ class Collection:
                     shutil.rmtree(entry, ignore_errors=True)
                 else:
                     entry.unlink(missing_ok=True)
+        self.dense_index(params)
+        self.lexical_index()
+        return list(self._unwritten)
 
     def _reload_manifest(self) -> None:
         """Re-read the manifest: another job may have changed the embedder or the reranker."""
-        try:
-            self.manifest = json.loads((self.path / MANIFEST).read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise CollectionError(
-                f"collection {self.name!r} has an unreadable manifest: {e}"
-            ) from e
+        self.manifest = read_manifest(self.path / MANIFEST)
 
     def index_info(self) -> dict[str, Any]:
-        """The index kind in use now, as recorded when it was built."""
+        """The index kind in use now, as recorded when it was built ({} when none is readable)."""
         path = self.path / f"dense-{self.store.generation}.json"
-        return json.loads(path.read_text()) if path.exists() else {}
+        try:
+            info = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return {}
+        return info if isinstance(info, dict) else {}
 
     def _load_or_build_dense(self, generation: int, params: IndexParams) -> DenseIndex:
         path = self.path / f"dense-{generation}.faiss"
         info_path = self.path / f"dense-{generation}.json"
-        if path.exists() and info_path.exists():
-            info = json.loads(info_path.read_text())
-            return DenseIndex.load(path, info["kind"], params, info.get("tuning"))
+        if path.exists() or info_path.exists():
+            try:
+                return self._load_dense(generation, params)
+            except _CACHE_ERRORS as e:
+                self._warn_rebuild(path, e)
         dimension = self.embedder.dimension
         parts = list(self.store.live_vectors(dimension))
         keys = np.concatenate([k for k, _ in parts]) if parts else np.zeros(0, np.int64)
@@ -312,7 +330,6 @@ class Collection:
             np.concatenate([v for _, v in parts]) if parts else np.zeros((0, dimension), np.float32)
         )
         index = DenseIndex.build(keys, vectors, params, dimension)
-        index.save(path)
         record: dict[str, Any] = {
             "kind": index.kind,
             "vectors": index.size,
@@ -320,8 +337,74 @@ class Collection:
         }
         if index.tuning:
             record["tuning"] = index.tuning
-        _write_json(info_path, record)
+        if self._write_cache(path, lambda: index.save(path)):
+            self._write_cache(info_path, lambda: _write_json(info_path, record))
         return index
+
+    def _load_dense(self, generation: int, params: IndexParams) -> DenseIndex:
+        """The saved FAISS index, if it loads and matches the store; ValueError if not."""
+        info_path = self.path / f"dense-{generation}.json"
+        try:
+            info = json.loads(info_path.read_text())
+        except OSError as e:
+            raise ValueError(f"{info_path.name}: {e.strerror or e}") from e
+        except ValueError as e:
+            raise ValueError(f"{info_path.name}: {e}") from e
+        if not isinstance(info, dict) or info.get("kind") not in INDEX_BUILDERS:
+            raise ValueError(f"{info_path.name} names no index kind")
+        path = self.path / f"dense-{generation}.faiss"
+        index = DenseIndex.load(path, info["kind"], params, info.get("tuning"))
+        self._check_size(index.size, generation)
+        if index.dimension != self.embedder.dimension:
+            raise ValueError(
+                f"its vectors have {index.dimension} dimensions, the embedder's "
+                f"{self.embedder.dimension}"
+            )
+        return index
+
+    def _load_or_build_lexical(self, generation: int) -> LexicalIndex:
+        folder = self.path / f"lexical-{generation}"
+        if folder.exists():
+            try:
+                index = LexicalIndex.load(folder)
+                self._check_size(index.size, generation)
+                return index
+            except _CACHE_ERRORS as e:
+                self._warn_rebuild(folder, e)
+        keys, texts = self.store.live_texts()
+        built = LexicalIndex.build(keys, texts)
+        self._write_cache(folder, lambda: built.save(folder))
+        return built
+
+    def _check_size(self, size: int, generation: int) -> None:
+        """ValueError unless an index of `size` rows covers the store's live chunks."""
+        if self._live_chunks is None or self._live_chunks[0] != generation:
+            self._live_chunks = (generation, self.store.counts()[1])
+        if size != self._live_chunks[1]:
+            raise ValueError(f"it holds {size} chunks, the store {self._live_chunks[1]}")
+
+    def _warn_rebuild(self, path: Path, error: BaseException) -> None:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        # FAISS prefixes its messages with the C++ function and source line: no use to a reader.
+        reason = re.sub(r"^Error in .*? at \S+:\d+: (Error: )?", "", reason)[:200]
+        logger.warning("%s does not load (%s); rebuilding it from %s", path, reason, STORE)
+
+    def _write_cache(self, path: Path, write: Callable[[], None]) -> bool:
+        """Write an index file; a full disk leaves it unwritten (the index in memory serves
+        this process, and the next one to find space writes it). Whether it was written."""
+        try:
+            write()
+        except (OSError, DiskFullError) as e:
+            if not is_disk_full(e):
+                raise
+            note = (
+                f"disk full while writing {path}: search uses the index built in memory; "
+                "it is rebuilt and written by the next search once space is freed"
+            )
+            logger.warning("%s", note)
+            self._unwritten.append(note)
+            return False
+        return True
 
 
 def list_collections(root: Path) -> list[str]:
@@ -332,14 +415,115 @@ def list_collections(root: Path) -> list[str]:
 
 
 def delete_collection(root: Path, name: str) -> None:
-    """Remove a collection folder (refused while a job writes to it)."""
-    collection = Collection.open(root, name)
-    with collection.writer_lock():
-        collection.close()
-        shutil.rmtree(collection.path)
+    """Remove a collection folder and its uploads (refused while a job writes to it).
+
+    The manifest and the store are not read, so a damaged collection can be deleted too.
+    """
+    path = collection_path(root, name)
+    with _folder_lock(path, name):
+        shutil.rmtree(path)
+    shutil.rmtree(uploads_dir(root, name), ignore_errors=True)
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """A collection's manifest, with the fields rag reads checked; one line if it is damaged."""
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise damaged(path, e.strerror or str(e)) from e
+    except ValueError as e:  # not JSON, or not UTF-8
+        raise damaged(path, str(e)) from e
+    if not isinstance(manifest, dict):
+        raise damaged(path, f"it holds a JSON {type(manifest).__name__}, not an object")
+    version = manifest.get("schema_version")
+    if isinstance(version, int) and version != SCHEMA_VERSION:
+        raise CollectionError(
+            f"collection {manifest.get('name', path.parent.name)!r} has schema version "
+            f"{version}; this version of rag reads {SCHEMA_VERSION}"
+        )
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise damaged(path, problem)
+    return manifest
+
+
+def _manifest_problem(manifest: dict[str, Any]) -> str | None:
+    """What is wrong with a manifest's shape, or None."""
+
+    def bad(key: str, value: Any, wanted: str) -> str:
+        if value is None:
+            return f"{key!r} is missing"
+        return f"{key!r} is {json.dumps(value)[:60]}, not {wanted}"
+
+    def count(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+    if manifest.get("schema_version") != SCHEMA_VERSION:
+        return bad("schema_version", manifest.get("schema_version"), str(SCHEMA_VERSION))
+    if not isinstance(manifest.get("name"), str):
+        return bad("name", manifest.get("name"), "a name")
+    for key in ("embedder", "pending_embedder"):
+        entry = manifest.get(key)
+        if entry is None and key == "pending_embedder":
+            continue
+        if not isinstance(entry, dict):
+            return bad(key, entry, "an object")
+        if not isinstance(entry.get("name"), str):
+            return bad(f"{key}.name", entry.get("name"), "a model name")
+        if not count(entry.get("dimension")) or not entry["dimension"]:
+            return bad(f"{key}.dimension", entry.get("dimension"), "a positive integer")
+        if key == "pending_embedder" and not count(entry.get("generation")):
+            return bad(f"{key}.generation", entry.get("generation"), "a generation number")
+    chunking = manifest.get("chunking")
+    if not isinstance(chunking, dict):
+        return bad("chunking", chunking, "an object")
+    for key in ("chunk_tokens", "chunk_overlap"):
+        if not count(chunking.get(key)):
+            return bad(f"chunking.{key}", chunking.get(key), "a number of tokens")
+    reranker = manifest.get("reranker")
+    if reranker is not None and not (
+        isinstance(reranker, dict) and isinstance(reranker.get("path"), str)
+    ):
+        return bad("reranker", reranker, "null or an object with a path")
+    return None
+
+
+@contextmanager
+def _folder_lock(path: Path, name: str) -> Iterator[None]:
+    """The writer's lock on a collection folder: an exclusive flock, refused (not awaited)."""
+    with open(path / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CollectionError(
+                f"collection {name!r} is being written by another job; try again later"
+            ) from None
+        yield
+
+
+def _copy_folder(source: Path, target: Path) -> None:
+    """Copy a flat folder of index files into place atomically, leaving no temporary behind."""
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir()
+        # File by file, not copytree: its aggregated shutil.Error loses the errno of a full disk.
+        for entry in source.iterdir():
+            shutil.copy2(entry, tmp / entry.name)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write atomically; a full disk raises DiskFullError and leaves no temporary file."""
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and is_disk_full(e):
+            raise DiskFullError(path) from e
+        raise

@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class RagError(Exception):
     """Base of every error the product reports to a person as one line."""
 
 
 class ConfigError(RagError):
-    """A setting, flag or config file value is not valid."""
+    """A setting, flag, config or input file value, or a question, is not valid."""
 
 
 class CollectionError(RagError):
     """A collection is missing, already exists, is locked or is damaged."""
+
+
+class DiskFullError(CollectionError):
+    """The disk (or the user's quota) filled up while writing `path`."""
+
+    def __init__(self, path: Path, note: str = "") -> None:
+        super().__init__(
+            f"disk full while writing {path}: free some space and run the command again"
+            + (f"; {note}" if note else "")
+        )
+        self.path = path
 
 
 class EmbedderMismatchError(CollectionError):

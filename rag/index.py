@@ -14,6 +14,7 @@ own vectors, reaches `target_recall`. `index.tuning` records what was chosen and
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
@@ -185,10 +186,24 @@ class DenseIndex:
         return built
 
     def save(self, path: Path) -> None:
-        """Write atomically: a reader sees the old file or the new one, never a torn one."""
+        """Write atomically: a reader sees the old file or the new one, never a torn one.
+
+        A full disk raises OSError(ENOSPC) and leaves no temporary file behind.
+        """
         tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        faiss.write_index(self._cpu_index, str(tmp))
-        os.replace(tmp, path)
+        try:
+            faiss.write_index(self._cpu_index, str(tmp))
+            os.replace(tmp, path)
+        except RuntimeError as e:
+            tmp.unlink(missing_ok=True)
+            # FAISS reports a failed write as RuntimeError with strerror's text in the message.
+            for code in (errno.ENOSPC, errno.EDQUOT):
+                if f"({os.strerror(code)})" in str(e):
+                    raise OSError(code, os.strerror(code), str(path)) from e
+            raise
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     @classmethod
     def load(

@@ -81,18 +81,30 @@ class LexicalIndex:
         """Write to a temporary folder, then rename it into place."""
         tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        if self.size:
-            self._retriever.save(str(tmp), show_progress=False)
-        np.save(tmp / "keys.npy", self._keys)
-        (tmp / "config.json").write_text(json.dumps(LEXICAL_CONFIG))
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
+        try:
+            tmp.mkdir(parents=True)
+            if self.size:
+                self._retriever.save(str(tmp), show_progress=False)
+            np.save(tmp / "keys.npy", self._keys)
+            (tmp / "config.json").write_text(json.dumps(LEXICAL_CONFIG))
+            shutil.rmtree(folder, ignore_errors=True)
+            os.replace(tmp, folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
     @classmethod
     def load(cls, folder: Path) -> LexicalIndex:
-        keys = np.load(folder / "keys.npy")
+        """Read an index saved by `save`; ValueError when its files do not fit together."""
+        keys = np.load(folder / "keys.npy", allow_pickle=False)
+        if keys.ndim != 1 or keys.dtype.kind != "i":
+            raise ValueError(f"keys.npy holds {keys.dtype} of shape {keys.shape}, not chunk keys")
         if len(keys) == 0:
             return cls.build(keys, [])
         retriever = bm25s.BM25.load(str(folder), show_progress=False, mmap=False)
+        scores = retriever.scores
+        if scores.get("num_docs") != len(keys):
+            raise ValueError(f"{len(keys)} keys for {scores.get('num_docs')} indexed chunks")
+        if not len(scores["data"]) == len(scores["indices"]) == int(scores["indptr"][-1]):
+            raise ValueError("the bm25s score arrays do not fit together")
         return cls(retriever, keys)

@@ -17,8 +17,9 @@ from pathlib import PurePath
 
 import numpy as np
 
+from rag.errors import ConfigError
 from rag.generation import LLM, Delta, Done, Message, complete
-from rag.retrieval import Searcher
+from rag.retrieval import Searcher, check_query
 from rag.settings import Settings
 from rag.templates import render
 from rag.types import (
@@ -29,6 +30,7 @@ from rag.types import (
     Citation,
     Hit,
     SourcesFound,
+    shown,
 )
 from rag.verification import CITATION, BiEncoderVerifier, Verifier, check_sentences, cited_numbers
 
@@ -37,6 +39,11 @@ logger = logging.getLogger(__name__)
 REFUSAL_MARKER = "NOT_FOUND"
 REFUSAL_TEXT = "The documents do not contain an answer to this question."
 MAX_SENTENCES = 4
+# Prompt budgeting without the LLM's tokenizer (a remote endpoint does not share it): English
+# runs about 4 characters a token, numbers and odd text fewer, so 3 leaves a margin.
+CHARS_PER_TOKEN = 3
+SOURCE_HEADER = 80  # "[n] (from "name", page p)" and the quote marks, in characters
+MIN_SOURCE_CHARS = 200
 
 
 class Answerer:
@@ -66,6 +73,7 @@ class Answerer:
 
     def stream(self, question: str, history: Sequence[Message] = ()) -> Iterator[AnswerEvent]:
         """Sources first, then tokens as the LLM writes them, then the checked answer."""
+        check_query(question, self.settings.max_question_chars)
         timings: dict[str, float] = {}
         started = time.perf_counter()
         query = self.rewrite(question, history) if history else question
@@ -182,23 +190,58 @@ class Answerer:
         return float(np.max(vectors[1:] @ vectors[0]))
 
     def messages(self, question: str, sources: Sequence[Citation]) -> list[Message]:
-        """System rules, then the numbered sources and the question in the user turn."""
+        """System rules, then the numbered sources and the question in the user turn.
+
+        Names and texts are quoted data: a file name cannot leave its quotes or start a line,
+        and a text cannot close its quote block. Texts are cut, last source first, so that the
+        prompt fits the LLM's context with room for the answer.
+        """
+        system = render("answer_system", refusal_marker=REFUSAL_MARKER, max_sentences=MAX_SENTENCES)
+        s = self.settings
+        room = (s.llm_context_tokens - s.llm_max_tokens) * CHARS_PER_TOKEN
+        room -= len(system) + len(render("answer_user", sources="", question=question))
+        texts = fit_texts([c.chunk.text for c in sources], room - SOURCE_HEADER * len(sources))
+        if not texts:
+            raise ConfigError(
+                f"the question leaves no room for sources in the LLM's context of "
+                f"{s.llm_context_tokens} tokens (setting llm_context_tokens): shorten it"
+            )
         blocks = "\n\n".join(
             render(
                 "source",
                 n=c.n,
-                document=PurePath(c.chunk.source).name or c.chunk.source,
+                document=quoted_name(PurePath(c.chunk.source).name or c.chunk.source),
                 page=c.chunk.page,
-                # Source text may not close its own quote block and pose as the prompt.
-                text=c.chunk.text.replace(">>>", "> > >").replace("<<<", "< < <"),
+                text=_unquotable(text),
             )
-            for c in sources
+            for c, text in zip(sources, texts, strict=False)
         )
-        system = render("answer_system", refusal_marker=REFUSAL_MARKER, max_sentences=MAX_SENTENCES)
         return [
             Message("system", system),
             Message("user", render("answer_user", sources=blocks, question=question)),
         ]
+
+
+def quoted_name(name: str) -> str:
+    """A file name as prompt data: in double quotes, on one line, unable to open a quote block."""
+    return '"' + _unquotable(shown(name)).replace('"', "'") + '"'
+
+
+def _unquotable(text: str) -> str:
+    # Source text may not close its own quote block and pose as the prompt.
+    return text.replace(">>>", "> > >").replace("<<<", "< < <")
+
+
+def fit_texts(texts: Sequence[str], room: int) -> list[str]:
+    """`texts` in order, cut to `room` characters in all; a text that would get less than
+    MIN_SOURCE_CHARS is dropped with the ones after it (a scrap of a source cannot support much)."""
+    fitted: list[str] = []
+    for text in texts:
+        if room < MIN_SOURCE_CHARS:
+            break
+        fitted.append(text if len(text) <= room else text[: room - 1] + "…")
+        room -= len(fitted[-1])
+    return fitted
 
 
 def drop_unknown_citations(text: str, count: int) -> tuple[str, tuple[int, ...]]:

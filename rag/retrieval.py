@@ -46,6 +46,18 @@ def index_params(settings: Settings) -> IndexParams:
     )
 
 
+def check_query(text: str, limit: int) -> None:
+    """Refuse an empty question or one over `limit` characters, in one line, before any model
+    sees it: a pasted 100 KB "question" would otherwise hold the shared worker for minutes."""
+    if not text.strip():
+        raise ConfigError("the query is empty")
+    if len(text) > limit:
+        raise ConfigError(
+            f"the question is {len(text):,} characters long; the limit is {limit:,} "
+            "(setting max_question_chars): ask about one thing at a time"
+        )
+
+
 def reciprocal_rank_fusion(
     rankings: Sequence[Sequence[int]], k: int = 60
 ) -> list[tuple[int, float]]:
@@ -111,8 +123,7 @@ class Searcher:
         mode = mode or self.settings.search_mode
         if mode not in SEARCH_MODES:
             raise ConfigError(f"unknown search mode {mode!r} (valid: {', '.join(SEARCH_MODES)})")
-        if not query.strip():
-            raise ConfigError("the query is empty")
+        check_query(query, self.settings.max_question_chars)
         depth = max(k, self.settings.candidates)
         if mode == "dense":
             keys, scores = self._dense(query, k)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -87,6 +88,9 @@ class Settings(BaseSettings):
     llm_temperature: float = Field(0.0, ge=0.0, le=2.0)
     llm_concurrency: int = Field(4, ge=1, le=256)
     context_chunks: int = Field(5, ge=1, le=50)
+    # The LLM's context window in tokens: the prompt's sources are cut to fit it, with room left
+    # for the answer (llm_max_tokens). SmolLM2 and most served models have at least 8,192.
+    llm_context_tokens: int = Field(8192, ge=512, le=10_000_000)
     # Calibrated on SQuAD dev by benchmarks/calibrate_thresholds.py (see docs/answers.md).
     min_evidence: float = Field(0.40, ge=-1.0, le=1.0)
     min_support: float = Field(0.46, ge=0.0, le=1.0)
@@ -103,6 +107,15 @@ class Settings(BaseSettings):
     ray_address: str | None = None
     ray_workers: int | None = Field(None, ge=1, le=10_000)
 
+    # Input bounds: past these a file or a question gets one clear line instead of hours of work.
+    # A file over max_file_mb is reported and skipped (a 200 MB text file would take about two
+    # hours to embed on 2 cores); a question over max_question_chars is refused before any model
+    # sees it (a 100 KB question ran 14 minutes and took 3.9 GB).
+    max_file_mb: float = Field(100.0, gt=0)
+    max_question_chars: int = Field(4000, ge=16, le=1_000_000)
+    # Links inside an ingested folder that point outside it are skipped unless this is on.
+    follow_links: bool = False
+
     progress: bool = True
 
     @model_validator(mode="after")
@@ -111,6 +124,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"chunk_overlap ({self.chunk_overlap}) must be smaller than "
                 f"chunk_tokens ({self.chunk_tokens})"
+            )
+        if self.llm_max_tokens > self.llm_context_tokens // 2:
+            raise ValueError(
+                f"llm_max_tokens ({self.llm_max_tokens}) must be at most half of "
+                f"llm_context_tokens ({self.llm_context_tokens}), to leave room for the sources"
             )
         return self
 
@@ -143,6 +161,9 @@ class Settings(BaseSettings):
             return bound(**given)
         except ValidationError as e:
             raise ConfigError(_describe(e)) from e
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as e:
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ConfigError(f"config file {toml_file} is not valid TOML: {reason}") from e
 
 
 def _describe(error: ValidationError) -> str:

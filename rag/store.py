@@ -9,7 +9,9 @@ are caches stamped with that generation and rebuilt from here when they do not m
 
 from __future__ import annotations
 
+import errno
 import json
+import shutil
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.errors import CollectionError
+from rag.errors import CollectionError, DiskFullError
 from rag.types import Chunk, Document
 
 SCHEMA_VERSION = 1
@@ -51,6 +53,46 @@ CREATE TABLE IF NOT EXISTS chunks (
 );
 CREATE INDEX IF NOT EXISTS chunks_document ON chunks (document_key);
 """
+_TABLES = ("meta", "documents", "chunks")
+NEARLY_FULL = 1 << 20  # bytes free below which sqlite's I/O errors are taken for a full disk
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether `error` means a full disk or quota, as opposed to any other failure to write."""
+    if isinstance(error, DiskFullError):
+        return True
+    if isinstance(error, OSError):
+        return error.errno in (errno.ENOSPC, errno.EDQUOT)
+    if isinstance(error, sqlite3.Error):
+        code = getattr(error, "sqlite_errorcode", 0) & 0xFF
+        return code == sqlite3.SQLITE_FULL or "database or disk is full" in str(error)
+    return False
+
+
+def damaged(path: Path, reason: str) -> CollectionError:
+    """The one-line error for a collection file that cannot be read as what it should be."""
+    return CollectionError(
+        f"{path} is damaged: {reason}; restore it from a backup or delete the collection with "
+        f"`rag collections delete {path.parent.name}`"
+    )
+
+
+def _translated(path: Path, error: sqlite3.Error) -> CollectionError | None:
+    """The CollectionError a sqlite error stands for, or None when it is not about the file."""
+    code = getattr(error, "sqlite_errorcode", 0) & 0xFF
+    if is_disk_full(error):
+        return DiskFullError(path)
+    if code == sqlite3.SQLITE_IOERR:
+        # sqlite reports some writes that ran out of space (growing the -shm file that every
+        # connection needs, for one) as a plain I/O error; the free space tells them apart.
+        if shutil.disk_usage(path.parent).free < NEARLY_FULL:
+            return DiskFullError(path)
+        return CollectionError(f"cannot read or write {path}: {error}")
+    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB) or str(error).startswith(
+        ("no such table", "no such column")
+    ):
+        return damaged(path, str(error))
+    return None
 
 
 @dataclass(frozen=True)
@@ -70,10 +112,17 @@ class StoredDocument:
 
 
 class Store:
-    """One SQLite file per collection. Not shared across threads."""
+    """One SQLite file per collection. Not shared across threads.
 
-    def __init__(self, path: Path) -> None:
+    Errors that mean a damaged file or a full disk come out as one-line CollectionErrors, from
+    any method: sqlite finds damage only when it reads the damaged page.
+    """
+
+    def __init__(self, path: Path, create: bool = False) -> None:
+        """Open the store at `path`; with `create`, make it (or finish making it) first."""
         self.path = path
+        if not create and not path.is_file():
+            raise damaged(path, "the file is missing")
         try:
             # Callers that share a store across threads serialise access themselves (the batch
             # runner and the UI do); sqlite's own serialized mode keeps the connection safe.
@@ -82,11 +131,30 @@ class Store:
             )
         except sqlite3.Error as e:
             raise CollectionError(f"cannot open {path}: {e}") from e
+        try:
+            self._set_up(create)
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _set_up(self, create: bool) -> None:
         self._db.row_factory = sqlite3.Row
-        # WAL keeps readers working while a job writes; NORMAL is still atomic on a process kill.
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
+        with self._errors():
+            # WAL keeps readers working while a job writes; NORMAL is still atomic on a kill.
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            if not create:
+                # Without this check the schema below would turn a stranger's (or an emptied)
+                # database into an empty collection, and search would quietly find nothing.
+                found = {
+                    row[0]
+                    for row in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                }
+                missing = [table for table in _TABLES if table not in found]
+                if missing:
+                    tables = ", ".join(missing) + (" tables are" if missing[1:] else " table is")
+                    raise damaged(self.path, f"its {tables} missing")
         with self.transaction():
             # executescript() would COMMIT the open transaction, so run statements one by one.
             for statement in _SCHEMA.split(";"):
@@ -96,78 +164,102 @@ class Store:
                 "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?), ('generation', '0')",
                 (str(SCHEMA_VERSION),),
             )
-        found = int(self._meta("schema_version"))
-        if found != SCHEMA_VERSION:
+        found_version = self._meta_int("schema_version")
+        if found_version != SCHEMA_VERSION:
             raise CollectionError(
-                f"{path} has schema version {found}; this version of rag reads {SCHEMA_VERSION}"
+                f"{self.path} has schema version {found_version}; this version of rag reads "
+                f"{SCHEMA_VERSION}"
             )
 
     def close(self) -> None:
         self._db.close()
 
     @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """sqlite's errors for a damaged file or a full disk as one-line CollectionErrors."""
+        try:
+            yield
+        except sqlite3.DatabaseError as e:
+            error = _translated(self.path, e)
+            if error is None:
+                raise
+            raise error from e
+
+    @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE ... COMMIT, rolled back on any error."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        with self._errors():
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                # sqlite has rolled back by itself after some errors (a full disk, for one).
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
 
-    def _meta(self, key: str) -> str:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        if row is None:
-            raise CollectionError(f"{self.path} is missing its '{key}' entry")
-        return str(row["value"])
+    def _meta_int(self, key: str) -> int:
+        with self._errors():
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        try:
+            return int(row["value"])
+        except (TypeError, ValueError):
+            shown = "missing" if row is None else repr(row["value"])
+            raise damaged(self.path, f"its '{key}' entry is {shown}") from None
 
     @property
     def generation(self) -> int:
         """Bumped by every publish that changed something; index files carry it in their names."""
-        return int(self._meta("generation"))
+        return self._meta_int("generation")
 
     # -- reading ---------------------------------------------------------------------------
 
     def document(self, source: str, state: str = "live") -> StoredDocument | None:
-        row = self._db.execute(
-            f"{_DOCUMENT_QUERY} WHERE d.source = ? AND d.state = ? GROUP BY d.key", (source, state)
-        ).fetchone()
+        with self._errors():
+            row = self._db.execute(
+                f"{_DOCUMENT_QUERY} WHERE d.source = ? AND d.state = ? GROUP BY d.key",
+                (source, state),
+            ).fetchone()
         return _document(row) if row else None
 
     def documents(self, state: str = "live") -> list[StoredDocument]:
-        rows = self._db.execute(
-            f"{_DOCUMENT_QUERY} WHERE d.state = ? GROUP BY d.key ORDER BY d.source", (state,)
-        )
+        with self._errors():
+            rows = self._db.execute(
+                f"{_DOCUMENT_QUERY} WHERE d.state = ? GROUP BY d.key ORDER BY d.source", (state,)
+            ).fetchall()
         return [_document(row) for row in rows]
 
     def counts(self) -> tuple[int, int]:
         """(documents, chunks) that search can see."""
-        row = self._db.execute(
-            "SELECT COUNT(DISTINCT d.key) AS docs, COUNT(c.key) AS chunks FROM documents d "
-            "LEFT JOIN chunks c ON c.document_key = d.key WHERE d.state = 'live'"
-        ).fetchone()
+        with self._errors():
+            row = self._db.execute(
+                "SELECT COUNT(DISTINCT d.key) AS docs, COUNT(c.key) AS chunks FROM documents d "
+                "LEFT JOIN chunks c ON c.document_key = d.key WHERE d.state = 'live'"
+            ).fetchone()
         return int(row["docs"]), int(row["chunks"])
 
     def live_vectors(
         self, dimension: int, batch: int = 50_000
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(keys, vectors) of every live chunk, in batches, in key order."""
-        cursor = self._db.execute(
-            "SELECT c.key, c.vector FROM chunks c JOIN documents d ON d.key = c.document_key "
-            "WHERE d.state = 'live' ORDER BY c.key"
-        )
-        while rows := cursor.fetchmany(batch):
-            keys = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
-            vectors = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32)
-            yield keys, vectors.reshape(len(rows), dimension)
+        with self._errors():
+            cursor = self._db.execute(
+                "SELECT c.key, c.vector FROM chunks c JOIN documents d ON d.key = c.document_key "
+                "WHERE d.state = 'live' ORDER BY c.key"
+            )
+            while rows := cursor.fetchmany(batch):
+                keys = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+                vectors = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32)
+                yield keys, vectors.reshape(len(rows), dimension)
 
     def live_texts(self) -> tuple[np.ndarray, list[str]]:
         """(keys, texts) of every live chunk, in key order."""
-        rows = self._db.execute(
-            "SELECT c.key, c.text FROM chunks c JOIN documents d ON d.key = c.document_key "
-            "WHERE d.state = 'live' ORDER BY c.key"
-        ).fetchall()
+        with self._errors():
+            rows = self._db.execute(
+                "SELECT c.key, c.text FROM chunks c JOIN documents d ON d.key = c.document_key "
+                "WHERE d.state = 'live' ORDER BY c.key"
+            ).fetchall()
         keys = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
         return keys, [row[1] for row in rows]
 
@@ -178,13 +270,14 @@ class Store:
         for start in range(0, len(wanted), 500):
             part = wanted[start : start + 500]
             marks = ",".join("?" * len(part))
-            rows = self._db.execute(
-                "SELECT c.key, c.id, d.id AS document_id, d.source, c.page, c.start, c.stop, "
-                "c.text "
-                "FROM chunks c JOIN documents d ON d.key = c.document_key "
-                f"WHERE d.state = 'live' AND c.key IN ({marks})",
-                part,
-            )
+            with self._errors():
+                rows = self._db.execute(
+                    "SELECT c.key, c.id, d.id AS document_id, d.source, c.page, c.start, c.stop, "
+                    "c.text "
+                    "FROM chunks c JOIN documents d ON d.key = c.document_key "
+                    f"WHERE d.state = 'live' AND c.key IN ({marks})",
+                    part,
+                ).fetchall()
             for row in rows:
                 found[int(row["key"])] = Chunk(
                     id=row["id"],

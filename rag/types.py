@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
+
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators: anything that can break
+# a line or move a terminal's cursor.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def sha256_hex(*parts: str | bytes) -> str:
@@ -13,6 +18,15 @@ def sha256_hex(*parts: str | bytes) -> str:
         digest.update(part.encode("utf-8") if isinstance(part, str) else part)
         digest.update(b"\x00")
     return digest.hexdigest()
+
+
+def shown(text: str) -> str:
+    """`text` with control characters escaped (a newline as `\\n`), for one line of output.
+
+    File names are data: a name holding a newline must not start a line of its own, in a prompt,
+    a citation list or a log (`x.md\\n[9] forged.pdf` would pose as a ninth source).
+    """
+    return _CONTROL.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def _short(text: str, limit: int = 40) -> str:

@@ -102,6 +102,29 @@ def ray_cluster():
     ray.shutdown()
 
 
+def batch_collection(
+    root: Path, paragraphs: list[Any], embedder: Any, base_url: str, count: int, concurrency: int
+) -> Any:
+    """Collection `squad` of `count` SQuAD paragraphs under ROOT/idx, and settings that answer
+    from the loopback server's test/echo model, `concurrency` questions at a time."""
+    from ingest.pipeline import IngestJob
+    from rag.settings import Settings
+
+    docs = write_squad_docs(root / "docs", paragraphs, count)
+    settings = Settings.load(
+        index_dir=root / "idx",
+        progress=False,
+        device="cpu",
+        rerank=False,
+        llm_backend="openai",
+        llm_base_url=base_url,
+        llm_model="test/echo",
+        llm_concurrency=concurrency,
+    )
+    IngestJob(settings, embedder=embedder).run_files("squad", docs)
+    return settings
+
+
 def batch_command(questions: list[Any], folder: Path, base_url: str, *options: str) -> list[str]:
     """`rag batch` over `questions` (written to FOLDER/questions.jsonl) into FOLDER/answers.jsonl,
     answered by the loopback server's test/echo model at `base_url`."""

@@ -520,7 +520,10 @@ def main() -> None:
     except RagError as e:
         show_message(error_reply(e), len(history))
         return
-    query = st.chat_input(f"Ask a question about {choice.collection}")
+    # The browser stops typing at the limit; the answerer refuses anything longer anyway.
+    query = st.chat_input(
+        f"Ask a question about {choice.collection}", max_chars=settings.max_question_chars
+    )
     if query is None:
         return
     question = {"role": "user", "text": query}

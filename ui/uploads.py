@@ -5,7 +5,8 @@
 
 Uploads are kept in `<index_dir>/.uploads/<collection>/`: beside the collections, never inside a
 collection's own folder, and out of `list_collections`' sight (a collection name cannot start
-with a dot). The ingest job records each document by that path, so the files must stay there.
+with a dot). The ingest job records each document by that path, so the files must stay there;
+`rag collections delete` removes them with the collection (so the folder is defined in rag/).
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ from pathlib import Path, PurePath
 
 from ingest.loaders import SUPPORTED_SUFFIXES
 from ingest.pipeline import IngestJob, IngestReport
-from rag.collection import check_name
+from rag.collection import UPLOADS_FOLDER as UPLOADS_FOLDER  # still importable from here
+from rag.collection import uploads_dir
 from rag.settings import Settings
 
 MAX_UPLOAD_MB = 50
 MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
-UPLOADS_FOLDER = ".uploads"
 MAX_STEM_CHARS = 100
 FALLBACK_STEM = "upload"
 _UNSAFE = re.compile(r"[^\w.-]+")  # \w is Unicode-aware: "Résumé" stays readable
@@ -67,11 +68,6 @@ def check_upload(name: str, size: int) -> str | None:
     if size > MAX_UPLOAD_BYTES:
         return f"{size / 1024 / 1024:.1f} MB is over the {MAX_UPLOAD_MB} MB limit per file"
     return None
-
-
-def uploads_dir(index_dir: Path, collection: str) -> Path:
-    """Where the files uploaded into `collection` are kept."""
-    return index_dir / UPLOADS_FOLDER / check_name(collection)
 
 
 def save_upload(folder: Path, name: str, data: bytes) -> Path:

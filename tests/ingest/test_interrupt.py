@@ -17,6 +17,7 @@ from rag.collection import Collection
 from rag.retrieval import Searcher
 from rag.settings import Settings
 from tests.conftest import write_squad_docs
+from tests.hostile.faults import kill_when
 
 PAPERS = ["1706.03762.pdf", "BERT.pdf", "2005.11401.pdf", "DrQA.pdf", "2002.08909.pdf"]
 
@@ -53,21 +54,6 @@ def staged_count(index_dir: Path) -> int:
         return 0
     finally:
         db.close()
-
-
-def kill_when(process: subprocess.Popen[bytes], ready, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if process.poll() is not None:
-            pytest.fail(
-                f"ingest ended before the kill point: {process.stderr.read().decode()[-500:]}"
-            )
-        if time.monotonic() > deadline:
-            process.kill()
-            pytest.fail("kill point never reached")
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
 
 
 def check_consistent(settings: Settings, minilm, expected_sources: set[str]) -> list[str]:

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from ingest.pipeline import IngestJob
 from rag.batch import Question, finished_ids, run_batch, run_batch_on_ray
 from rag.collection import Collection
 from rag.errors import CollectionError, EmbedderMismatchError
@@ -20,7 +19,7 @@ from rag.generation import make_llm
 from rag.pipeline import Answerer
 from rag.retrieval import Searcher
 from rag.settings import Settings
-from tests.conftest import REPO, batch_command, write_squad_docs
+from tests.conftest import REPO, batch_collection, batch_command
 from tests.servers.openai_compat import OpenAICompatServer
 
 
@@ -34,18 +33,7 @@ def server():
 def setup(tmp_path_factory, squad_paragraphs, minilm, server):
     """A real collection, settings that answer from the loopback server, and ten questions."""
     root = tmp_path_factory.mktemp("batch-ray")
-    docs = write_squad_docs(root / "docs", squad_paragraphs, 20)
-    settings = Settings.load(
-        index_dir=root / "idx",
-        progress=False,
-        device="cpu",
-        rerank=False,
-        llm_backend="openai",
-        llm_base_url=server.base_url,
-        llm_model="test/echo",
-        llm_concurrency=3,
-    )
-    IngestJob(settings, embedder=minilm).run_files("squad", docs)
+    settings = batch_collection(root, squad_paragraphs, minilm, server.base_url, 20, 3)
     questions = [
         Question(f"q{n}", str(p["questions"][0]), answer="gold")
         for n, p in enumerate(squad_paragraphs[:20:2])
@@ -64,7 +52,7 @@ def run_locally(settings: Settings, questions: list[Question], out: Path):
 
 
 def lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    return [json.loads(line) for line in path.read_text().split("\n") if line]
 
 
 def without_timings(records: list[dict]) -> dict[str, dict]:

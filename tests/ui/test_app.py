@@ -191,6 +191,16 @@ def test_empty_question_is_one_error_and_the_app_stays_usable(app: AppTest) -> N
     assert app.chat_message[-1].text[1].value.startswith("[1] p000.md")
 
 
+def test_the_question_box_stops_at_the_question_limit(app: AppTest) -> None:
+    app.run()
+    assert app.chat_input[0].proto.max_chars == Settings().max_question_chars == 4000
+    # Typed as a browser types it, a 16,000-character paste stops at the limit; a client that
+    # sends more anyway is refused by the answerer (tests/hostile/test_ask_hostile.py).
+    ask(app, "Which team won? " * 1000)
+    assert 3990 <= len(app.chat_message[-2].text[0].value) <= 4000
+    assert not app.error
+
+
 def test_pdf_source_shows_its_page(app: AppTest) -> None:
     ask(app.run(), "How much knowledge can you pack into the parameters of a language model?")
     reply = app.chat_message[-1]
