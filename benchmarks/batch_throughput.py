@@ -36,10 +36,11 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from rag.batch import read_questions, run_batch
+from rag.batch import run_batch
 from rag.collection import Collection
 from rag.generation import make_llm
 from rag.pipeline import Answerer
+from rag.questions import read_questions
 from rag.retrieval import Searcher
 from rag.settings import Settings
 

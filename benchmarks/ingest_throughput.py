@@ -116,7 +116,8 @@ def run_rag(
     """The project's ingest job with default settings, a fresh index folder, and `backend`."""
     started = time.perf_counter()
     from ingest.loaders import sha256_file
-    from ingest.pipeline import IngestJob, Source
+    from ingest.pipeline import IngestJob
+    from ingest.sources import Source
     from rag.embedding import SentenceTransformerEmbedder
     from rag.settings import DEFAULT_EMBEDDER, Settings
 
@@ -534,7 +535,8 @@ def main_quality(args: argparse.Namespace) -> None:
     import numpy as np
 
     from ingest.beir import BeirDataset
-    from ingest.pipeline import IngestJob, document_sources
+    from ingest.pipeline import IngestJob
+    from ingest.sources import document_sources
     from rag.collection import Collection
     from rag.embedding import SentenceTransformerEmbedder
     from rag.evaluation import evaluate_retrieval

@@ -28,7 +28,8 @@ from rag.collection import Collection  # noqa: E402
 from rag.rerank import Fusion, MaxSimReranker  # noqa: E402
 from rag.retrieval import Searcher  # noqa: E402
 from rag.settings import DEFAULT_EMBEDDER, Settings  # noqa: E402
-from rag.tuning import FUSION_WEIGHTS, TrainQuery, held_out_candidates, ndcg_at_10  # noqa: E402
+from rag.tune.heldout import FUSION_WEIGHTS, held_out_candidates, ndcg_at_10  # noqa: E402
+from rag.tune.queries import TrainQuery  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "scifact"
 

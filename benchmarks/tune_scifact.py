@@ -35,7 +35,7 @@ from rag.collection import Collection  # noqa: E402
 from rag.evaluation import evaluate_retrieval  # noqa: E402
 from rag.retrieval import Searcher  # noqa: E402
 from rag.settings import Settings  # noqa: E402
-from rag.training import TuneOptions, tune_reranker, tune_retriever  # noqa: E402
+from rag.tune import TuneOptions, tune_reranker, tune_retriever  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "scifact"
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ingest.chunking import Chunker
-from ingest.pipeline import Prepared, Source, prepare
+from ingest.sources import Prepared, Source, prepare
 from rag.distributed import default_workers, import_ray, ray_session
 from rag.embedding import Embedder, SentenceTransformerEmbedder
 from rag.errors import RagError

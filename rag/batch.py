@@ -25,7 +25,6 @@ import io
 import json
 import logging
 import os
-import re
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -38,11 +37,11 @@ from tqdm import tqdm
 
 from rag.errors import ConfigError, RagError
 from rag.pipeline import Answerer
+from rag.questions import Question, read_file_bytes
 from rag.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-QUESTION_SUFFIXES = (".jsonl", ".csv")
 # CPUs a Ray worker asks for: it embeds the question and verifies the answer; the LLM is remote.
 WORKER_CPUS = 1.0
 
@@ -54,22 +53,6 @@ AnswerLines = tuple[list[dict[str, Any]], int]
 RECORD_START = b'{"id": '
 # The header row of the summary, which marks a CSV as one this command wrote.
 SUMMARY_HEADER = "id,refused,error,citations,sentences,supported,total_s,answer"
-
-
-@dataclass(frozen=True)
-class Question:
-    """One question of a batch; the rest are optional gold labels.
-
-    `answer` is one answer or several accepted ones; `paragraph` is the text of the gold passage,
-    which `rag eval hits` looks for among the retrieved chunks.
-    """
-
-    id: str
-    question: str
-    answer: str | tuple[str, ...] | None = None
-    document: str | None = None
-    page: int | None = None
-    paragraph: str | None = None
 
 
 @dataclass
@@ -88,133 +71,11 @@ class BatchReport:
         )
 
 
-def read_questions(path: Path) -> list[Question]:
-    """Questions from JSONL or CSV with at least `id` and `question` per record."""
-    data = _read_bytes(path, "question file")
-    suffix = path.suffix.lower()
-    if suffix not in QUESTION_SUFFIXES:
-        raise ConfigError(
-            f"unsupported question file {path.name!r} (use {', '.join(QUESTION_SUFFIXES)})"
-        )
-    try:
-        text = data.decode("utf-8-sig")  # spreadsheets save CSV with a byte-order mark
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise ConfigError(
-            f"{path.name} line {line}: not UTF-8 text (byte 0x{data[e.start]:02x}); "
-            "save the file as UTF-8"
-        ) from e
-    records = _csv_records(path.name, text) if suffix == ".csv" else _jsonl_records(path.name, text)
-    questions: list[Question] = []
-    seen: set[str] = set()
-    for n, record in records:
-        question = _question(f"{path.name} line {n}", record)
-        if question.id in seen:
-            raise ConfigError(f"{path.name} line {n}: duplicate id {question.id!r}")
-        seen.add(question.id)
-        questions.append(question)
-    if not questions:
-        raise ConfigError(f"{path} holds no questions")
-    return questions
-
-
-def _read_bytes(path: Path, what: str) -> bytes:
-    if path.is_dir():
-        raise ConfigError(f"{what} {path} is a folder, not a file")
-    if not path.is_file():
-        raise ConfigError(f"{what} not found: {path}")
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        raise ConfigError(f"cannot read {what} {path}: {e.strerror or e}") from e
-
-
-def _jsonl_records(name: str, text: str) -> Iterator[tuple[int, Any]]:
-    # Only "\n" ends a line: str.splitlines would also cut at U+2028 inside a JSON string.
-    for n, line in enumerate(text.split("\n"), start=1):
-        if line.strip():
-            try:
-                yield n, json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ConfigError(f"{name} line {n}: not JSON ({e.msg})") from e
-            except ValueError as e:  # a number of over 4,300 digits
-                raise ConfigError(f"{name} line {n}: a number too long to read") from e
-            except RecursionError as e:
-                raise ConfigError(f"{name} line {n}: JSON nested too deeply to read") from e
-
-
-def _csv_records(name: str, text: str) -> Iterator[tuple[int, Any]]:
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    try:
-        columns = [c.strip() for c in reader.fieldnames or ()]
-        if columns and not {"id", "question"} <= set(columns):
-            raise ConfigError(f"{name} needs an 'id' and a 'question' column (columns: {columns})")
-        for row in reader:
-            # Cells beyond the header sit under the key None; they are ignored.
-            yield reader.line_num, {k.strip(): v for k, v in row.items() if isinstance(k, str)}
-    except csv.Error as e:
-        # DictReader's own count lags behind a row that fails.
-        raise ConfigError(f"{name} line {reader.reader.line_num}: not CSV ({e})") from e
-
-
-def _question(where: str, record: Any) -> Question:
-    if not isinstance(record, dict):
-        raise ConfigError(f"{where}: expected an object with id and question")
-    qid = _text(where, "id", record.get("id"), numbers=(int,))
-    text = _text(where, "question", record.get("question"))
-    if not qid or not text:
-        raise ConfigError(f"{where}: needs both 'id' and 'question'")
-    answer = record.get("answer")
-    return Question(
-        id=qid,
-        question=text,
-        answer=(
-            tuple(_text(where, "answer", a, numbers=(int, float), strip=False) for a in answer)
-            if isinstance(answer, list) and answer
-            else _text(where, "answer", answer, numbers=(int, float), strip=False) or None
-        ),
-        document=_text(where, "document", record.get("document")) or None,
-        page=_page(where, record.get("page")),
-        paragraph=_text(where, "paragraph", record.get("paragraph")) or None,
-    )
-
-
-def _text(
-    where: str, key: str, value: Any, numbers: tuple[type, ...] = (), strip: bool = True
-) -> str:
-    """A field's text ("" when absent); a JSON number of the types `numbers` is taken as text."""
-    if value is None or (value == [] and key == "answer"):
-        return ""
-    if isinstance(value, numbers) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, str):
-        kind = {"list": "a list", "dict": "an object"}.get(type(value).__name__, f"{value!r:.40}")
-        allowed = (
-            " or a list of texts" if key == "answer" else " or a whole number" if numbers else ""
-        )
-        raise ConfigError(f"{where}: '{key}' must be text{allowed}, not {kind}")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as e:  # a lone surrogate ("\ud800"), valid JSON but not text
-        raise ConfigError(f"{where}: '{key}' is not valid Unicode text ({e.reason})") from e
-    return value.strip() if strip else value
-
-
-def _page(where: str, value: Any) -> int | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, str) and re.fullmatch(r"\s*\d{1,18}\s*", value, re.ASCII):
-        value = int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-        return value
-    raise ConfigError(f"{where}: 'page' must be a whole number from 1, not {value!r:.40}")
-
-
 def finished_ids(out: Path) -> set[str]:
     """Ids already in the answers file; a torn last line (killed mid-write) is cut off first."""
     if not out.exists():
         return set()
-    data = _read_bytes(out, "answers file")
+    data = read_file_bytes(out, "answers file")
     records, end = _answer_records(data, out.name)
     if end < len(data):
         logger.warning("%s: dropping an unfinished last line", out)
@@ -554,7 +415,7 @@ def write_summary(out: Path) -> Path:
     Written whole to a temporary file and renamed, so a reader never sees half of it.
     """
     path = check_outputs(out)
-    records, _ = _answer_records(_read_bytes(out, "answers file"), out.name)
+    records, _ = _answer_records(read_file_bytes(out, "answers file"), out.name)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         # backslashreplace: a lone surrogate in an answer must not stop the summary.

@@ -18,9 +18,9 @@ from rag.errors import RagError
 from rag.index import INDEX_BUILDERS
 from rag.retrieval import SEARCH_MODES
 from rag.settings import LLMBackendName, Settings
-from rag.training import RERANKER_ARCHS as TUNE_ARCHS
-from rag.training import RERANKER_LOSSES as TUNE_LOSSES
-from rag.tuning import SYNTHETIC_SOURCES as TUNE_SYNTHETIC
+from rag.tune import RERANKER_ARCHS as TUNE_ARCHS
+from rag.tune import RERANKER_LOSSES as TUNE_LOSSES
+from rag.tune import SYNTHETIC_SOURCES as TUNE_SYNTHETIC
 from rag.types import shown
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -176,9 +176,12 @@ def ingest(
 @click.option(
     "--rerank/--no-rerank",
     default=None,
-    help="Rerank with the cross-encoder (default on when one is available).",
+    help="Rerank the top hits (default on when a reranker is available: the collection's own, "
+    "registered by `rag tune reranker`, else the `reranker` setting).",
 )
-@click.option("--reranker", help="Cross-encoder hub id or folder.")
+@click.option(
+    "--reranker", help="Reranker: a cross-encoder hub id or folder, or `maxsim` (untrained)."
+)
 @click.option(
     "--embedder",
     "embedding_model",
@@ -221,7 +224,7 @@ def search(
     "--base-url", "llm_base_url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1."
 )
 @click.option("--mode", "search_mode", type=click.Choice(SEARCH_MODES), help="Retrieval mode.")
-@click.option("--rerank/--no-rerank", default=None, help="Rerank with the cross-encoder.")
+@click.option("--rerank/--no-rerank", default=None, help="Rerank the top hits with the reranker.")
 @click.option("--json", "as_json", is_flag=True, help="Print the answer record as JSON.")
 @settings_options
 def ask(
@@ -301,10 +304,11 @@ def batch(
     With --engine ray, workers on a Ray cluster answer; the index folder must be at the same path on
     every node.
     """
-    from rag.batch import check_outputs, read_questions, run_batch, run_batch_on_ray
+    from rag.batch import check_outputs, run_batch, run_batch_on_ray
     from rag.collection import Collection
     from rag.generation import make_llm
     from rag.pipeline import Answerer
+    from rag.questions import read_questions
     from rag.retrieval import Searcher
 
     settings = load_settings(config_file, progress=False if no_progress else None, **overrides)
@@ -445,7 +449,9 @@ def eval_group() -> None:
     multiple=True,
     help="Only these configs (dense, bm25, hybrid, dense+rerank, hybrid+rerank).",
 )
-@click.option("--reranker", help="Cross-encoder hub id or folder.")
+@click.option(
+    "--reranker", help="Reranker: a cross-encoder hub id or folder, or `maxsim` (untrained)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("--no-progress", is_flag=True)
 @settings_options
@@ -461,7 +467,8 @@ def eval_retrieval(
 ) -> None:
     """nDCG@10, recall@10/100 and MRR@10 on a BEIR-format DATASET, through ingest and search."""
     from ingest.beir import BeirDataset
-    from ingest.pipeline import IngestJob, document_sources
+    from ingest.pipeline import IngestJob
+    from ingest.sources import document_sources
     from rag.collection import Collection
     from rag.evaluation import CONFIGS, evaluate_retrieval
     from rag.retrieval import Searcher
@@ -544,7 +551,7 @@ def eval_answers(answers: tuple[Path, ...], report: Path | None, as_json: bool) 
     help="Cut-offs to report (repeatable; default 1, 5 and 10).",
 )
 @click.option("--mode", "search_mode", type=click.Choice(SEARCH_MODES), help="Retrieval mode.")
-@click.option("--rerank/--no-rerank", default=None, help="Rerank with the cross-encoder.")
+@click.option("--rerank/--no-rerank", default=None, help="Rerank the top hits with the reranker.")
 @click.option(
     "--details",
     type=click.Path(path_type=Path),
@@ -568,9 +575,9 @@ def eval_hits(
     A hit is a retrieved chunk of the gold document that overlaps the gold paragraph (or lies on
     the gold page); retrieval is the same search as `rag search`. See docs/batch.md.
     """
-    from rag.batch import read_questions
     from rag.collection import Collection
     from rag.evaluation import HIT_KS, evaluate_hits
+    from rag.questions import read_questions
     from rag.retrieval import Searcher
 
     settings = load_settings(config_file, progress=False if no_progress else None, **overrides)
@@ -689,7 +696,7 @@ def tune_options(func: F) -> F:
 def _run_tune(
     kind: str, collection: str, as_json: bool, config_file: Path | None, **kw: Any
 ) -> None:
-    from rag.training import TuneOptions, tune_reranker, tune_retriever
+    from rag.tune import TuneOptions, tune_reranker, tune_retriever
 
     no_progress = kw.pop("no_progress")
     settings = load_settings(

@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
     from transformers import PreTrainedTokenizerBase
 
+    from rag.settings import Settings
+
 logger = logging.getLogger(__name__)
 
 # Name -> what it is. The CLI's and settings' choices come from these keys.
@@ -103,6 +105,20 @@ class SentenceTransformerEmbedder:
 
     def __repr__(self) -> str:
         return f"SentenceTransformerEmbedder({self.name!r}, backend={self.backend!r})"
+
+    @classmethod
+    def from_model(
+        cls,
+        model: SentenceTransformer,
+        name: str,
+        device: str = "auto",
+        batch_size: int = 64,
+        backend: str = DEFAULT_BACKEND,
+    ) -> SentenceTransformerEmbedder:
+        """An embedder over a model already in memory (one just trained and saved at `name`)."""
+        embedder = cls(name, device=device, batch_size=batch_size, backend=backend)
+        embedder._model = model
+        return embedder
 
     @property
     def model(self) -> SentenceTransformer:
@@ -179,6 +195,17 @@ class SentenceTransformerEmbedder:
             show_progress_bar=False,
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def embedder_for(settings: Settings, name: str) -> SentenceTransformerEmbedder:
+    """The bi-encoder `name`, run as `settings` say (device, batch size, CPU backend): the one
+    place an embedder is built from settings."""
+    return SentenceTransformerEmbedder(
+        name,
+        device=settings.device,
+        batch_size=settings.embed_batch_size,
+        backend=settings.embed_backend,
+    )
 
 
 class _OnnxModel:

@@ -16,8 +16,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from rag.batch import Question
 from rag.errors import ConfigError
+from rag.questions import Question
 from rag.retrieval import Searcher
 from rag.types import Chunk, Hit
 

@@ -27,6 +27,7 @@ import faiss
 import numpy as np
 
 from rag.errors import ConfigError
+from rag.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,22 @@ class IndexParams:
             # measured, and HNSW (M 32) did not on one of them (docs/scaling.md).
             return "flat" if size < self.approx_threshold else "ivf"
         return self.kind
+
+
+def index_params(settings: Settings) -> IndexParams:
+    """The index parameters a settings object asks for."""
+    return IndexParams(
+        kind=settings.index_type,
+        approx_threshold=settings.approx_threshold,
+        hnsw_m=settings.hnsw_m,
+        hnsw_ef_construction=settings.hnsw_ef_construction,
+        hnsw_ef_search=settings.hnsw_ef_search,
+        ivf_nlist=settings.ivf_nlist,
+        ivf_nprobe=settings.ivf_nprobe,
+        pq_bytes=settings.pq_bytes,
+        target_recall=settings.target_recall,
+        use_gpu=settings.gpu_index,
+    )
 
 
 def _build_flat(dimension: int, params: IndexParams, size: int) -> faiss.Index:

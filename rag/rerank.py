@@ -90,6 +90,20 @@ class CrossEncoderReranker:
     def __repr__(self) -> str:
         return f"CrossEncoderReranker({self.name!r})"
 
+    @classmethod
+    def from_model(
+        cls,
+        model: CrossEncoder,
+        name: str,
+        device: str = "auto",
+        max_length: int = 256,
+        fusion: Fusion | None = None,
+    ) -> CrossEncoderReranker:
+        """A reranker over a model already in memory (one just trained and saved at `name`)."""
+        reranker = cls(name, device=device, max_length=max_length, fusion=fusion)
+        reranker._model = model
+        return reranker
+
     def load(self) -> CrossEncoder:
         """Load the model now (raising ModelError when it cannot be had)."""
         with self._lock:
@@ -152,6 +166,16 @@ class MaxSimReranker:
 
     def __repr__(self) -> str:
         return f"MaxSimReranker({self.name!r})"
+
+    @classmethod
+    def from_model(
+        cls, model: Any, name: str, device: str = "auto", fusion: Fusion | None = None
+    ) -> MaxSimReranker:
+        """A reranker over a MultiVectorEncoder already in memory (one just trained and saved at
+        `name`)."""
+        reranker = cls(name, device=device, fusion=fusion)
+        reranker._model = model
+        return reranker
 
     def load(self) -> Any:
         with self._lock:

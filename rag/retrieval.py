@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, get_args
 import numpy as np
 
 from rag.collection import Collection
-from rag.embedding import Embedder, SentenceTransformerEmbedder
+from rag.embedding import Embedder, embedder_for
 from rag.errors import ConfigError
-from rag.index import IndexParams
+from rag.index import index_params
 from rag.models import set_torch_threads
 from rag.rerank import CROSS_ENCODER, Fusion, Reranker, RerankerChoice, choose_reranker
 from rag.settings import SearchMode, Settings
@@ -28,22 +28,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
-
-
-def index_params(settings: Settings) -> IndexParams:
-    """The index parameters a settings object asks for."""
-    return IndexParams(
-        kind=settings.index_type,
-        approx_threshold=settings.approx_threshold,
-        hnsw_m=settings.hnsw_m,
-        hnsw_ef_construction=settings.hnsw_ef_construction,
-        hnsw_ef_search=settings.hnsw_ef_search,
-        ivf_nlist=settings.ivf_nlist,
-        ivf_nprobe=settings.ivf_nprobe,
-        pq_bytes=settings.pq_bytes,
-        target_recall=settings.target_recall,
-        use_gpu=settings.gpu_index,
-    )
 
 
 def check_query(text: str, limit: int) -> None:
@@ -71,7 +55,7 @@ def reciprocal_rank_fusion(
 
 
 class Searcher:
-    """Retrieval over one collection, with an optional cross-encoder stage."""
+    """Retrieval over one collection, with an optional reranking stage (MaxSim or cross-encoder)."""
 
     def __init__(
         self,
@@ -87,12 +71,7 @@ class Searcher:
         self.collection = collection
         self.settings = settings
         self._own_embedder = embedder is None
-        self.embedder: Embedder = embedder or SentenceTransformerEmbedder(
-            collection.embedder.name,
-            device=settings.device,
-            batch_size=settings.embed_batch_size,
-            backend=settings.embed_backend,
-        )
+        self.embedder: Embedder = embedder or embedder_for(settings, collection.embedder.name)
         self._params = index_params(settings)
         self._reranker_arg = reranker
         self._reranker_choice: RerankerChoice | None = None
@@ -166,12 +145,7 @@ class Searcher:
             # `rag tune retriever` swapped the collection's embedder while this searcher lived.
             if not self._own_embedder:
                 self.collection.check_embedder(self.embedder.name)
-            self.embedder = SentenceTransformerEmbedder(
-                current,
-                device=self.settings.device,
-                batch_size=self.settings.embed_batch_size,
-                backend=self.settings.embed_backend,
-            )
+            self.embedder = embedder_for(self.settings, current)
         vector = self.embedder.embed([query])
         scores, keys = index.search(vector, k)
         found = [

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-# Tests never reach for a model hub: models resolve to packaged or local copies.
+# Tests never reach for a model hub: models resolve to packaged or local copies. Nor do they see
+# this machine's hub cache: a cached cross-encoder would turn reranking on where tests expect it
+# off (the default reranker is not packaged), so results would depend on the machine.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="rag-tests-hf-")
+atexit.register(shutil.rmtree, os.environ["HF_HOME"], ignore_errors=True)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]

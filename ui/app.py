@@ -301,7 +301,7 @@ def sidebar(settings: Settings, names: list[str], default: str) -> Choices:
             horizontal=True,
             help="dense: embeddings; bm25: keywords; hybrid: both, fused by rank",
         )
-        rerank = st.toggle("Rerank with the cross-encoder", value=settings.rerank)
+        rerank = st.toggle("Rerank the top passages", value=settings.rerank)
     return Choices(str(name), int(top_k), str(mode), bool(rerank), str(backend))
 
 

@@ -20,7 +20,7 @@ from rag.collection import Collection
 from rag.errors import RagError
 from rag.generation import embedded_model_folder
 from rag.settings import Settings
-from rag.training import TuneOptions, TuneReport, tune_reranker
+from rag.tune import TuneOptions, TuneReport, tune_reranker
 
 DEMO_COLLECTION = "demo"
 DEMO_CORPUS = Path(__file__).resolve().parent / "demo_corpus"

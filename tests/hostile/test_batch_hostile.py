@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from rag.batch import Question, finished_ids, read_questions, run_batch
+from rag.batch import finished_ids, run_batch
 from rag.cli import cli
 from rag.collection import Collection
 from rag.errors import ConfigError, RagError
 from rag.generation import make_llm
 from rag.pipeline import Answerer
+from rag.questions import Question, read_questions
 from rag.retrieval import Searcher
 from rag.settings import Settings
 from tests.conftest import batch_collection, batch_command

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from ingest.chunking import Chunker
-from ingest.pipeline import IngestJob, discover
+from ingest.pipeline import IngestJob
+from ingest.sources import discover
 from rag.collection import Collection
 from rag.embedding import HashEmbedder
 from rag.errors import RagError

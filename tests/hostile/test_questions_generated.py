@@ -13,8 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rag.batch import Question, finished_ids, read_questions
+from rag.batch import finished_ids
 from rag.errors import ConfigError
+from rag.questions import Question, read_questions
 
 GENERATED = settings(max_examples=100, deadline=None)
 # Text with everything a JSON string can carry: controls, U+2028, NEL and lone surrogates.

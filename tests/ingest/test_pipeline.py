@@ -9,7 +9,8 @@ import pytest
 
 from ingest.beir import BeirDataset
 from ingest.chunking import Chunker
-from ingest.pipeline import IngestJob, document_sources
+from ingest.pipeline import IngestJob
+from ingest.sources import document_sources
 from rag.collection import Collection, list_collections
 from rag.embedding import HashEmbedder
 from rag.errors import CollectionError, EmbedderMismatchError, RagError

@@ -10,8 +10,8 @@ import pytest
 
 from ingest.loaders import load_document
 from ingest.squad import build_squad_corpus, file_stem, load_squad
-from rag.batch import read_questions
 from rag.errors import ConfigError
+from rag.questions import read_questions
 
 
 def words(text: str) -> str:

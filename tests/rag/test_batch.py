@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 
 from ingest.pipeline import IngestJob
-from rag.batch import Question, finished_ids, read_questions, run_batch
+from rag.batch import finished_ids, run_batch
 from rag.collection import Collection
 from rag.errors import ConfigError, RagError
 from rag.generation import OpenAICompatibleLLM
 from rag.pipeline import Answerer
+from rag.questions import Question, read_questions
 from rag.retrieval import Searcher
 from rag.settings import Settings
 from tests.conftest import batch_command, write_squad_docs

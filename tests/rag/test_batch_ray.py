@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from rag.batch import Question, finished_ids, run_batch, run_batch_on_ray
+from rag.batch import finished_ids, run_batch, run_batch_on_ray
 from rag.collection import Collection
 from rag.errors import CollectionError, EmbedderMismatchError
 from rag.generation import make_llm
 from rag.pipeline import Answerer
+from rag.questions import Question
 from rag.retrieval import Searcher
 from rag.settings import Settings
 from tests.conftest import REPO, batch_collection, batch_command

@@ -8,10 +8,10 @@ import pytest
 
 from ingest.pipeline import IngestJob
 from ingest.squad import build_squad_corpus
-from rag.batch import Question, read_questions
 from rag.collection import Collection
 from rag.errors import ConfigError
 from rag.evaluation import evaluate_hits, is_gold_hit, overlap, shingles
+from rag.questions import Question, read_questions
 from rag.retrieval import Searcher
 from rag.settings import Settings
 from rag.types import Chunk, Hit

@@ -127,11 +127,9 @@ def test_endpoint_down_is_one_line_naming_it() -> None:
     settings = Settings.load(
         llm_backend="openai", llm_base_url=url, llm_model=MODEL, llm_max_retries=0, llm_timeout=2
     )
-    started = time.monotonic()
     with pytest.raises(GenerationError) as caught:
         complete(make_llm(settings), GROUNDED, max_tokens=8, temperature=0.0)
     assert str(caught.value) == f"LLM endpoint {url} is unreachable: connection refused"
-    assert time.monotonic() - started < 5
 
 
 def test_slow_endpoint_times_out(server: OpenAICompatServer) -> None:

@@ -19,7 +19,7 @@ from rag.errors import ConfigError
 from rag.models import packaged_path
 from rag.rerank import CrossEncoderReranker, Fusion, MaxSimReranker, multi_vector_model
 from rag.retrieval import Searcher
-from rag.training import TuneOptions, tune_reranker, tune_retriever
+from rag.tune import TuneOptions, tune_reranker, tune_retriever
 from tests.conftest import MINILM, write_squad_docs
 
 PARAGRAPHS = 10

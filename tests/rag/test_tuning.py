@@ -10,28 +10,30 @@ import numpy as np
 import pytest
 
 from ingest.pipeline import IngestJob
-from rag.batch import Question
 from rag.collection import Collection
 from rag.embedding import HashEmbedder
 from rag.errors import ConfigError, ModelError
 from rag.evaluation import overlap
+from rag.questions import Question
 from rag.rerank import Fusion
 from rag.retrieval import Searcher
-from rag.tuning import (
+from rag.tune.heldout import (
     Candidates,
-    TrainQuery,
-    _clean_query,
     dense_ndcg,
     evaluate_reranking,
     held_out_candidates,
+    split_held_out,
+)
+from rag.tune.negatives import mine_negatives
+from rag.tune.queries import (
+    TrainQuery,
+    _clean_query,
     labelled_queries,
-    mine_negatives,
     question_queries,
     read_qrels,
     read_queries,
     self_supervised_queries,
     source_matcher,
-    split_held_out,
 )
 from rag.types import Chunk
 from tests.conftest import write_squad_docs
@@ -241,7 +243,7 @@ def _all_chunks(collection: Collection):
 
 
 def test_examples_round_trip_through_json() -> None:
-    from rag.tuning import Example
+    from rag.tune.negatives import Example
 
     example = Example("q", "p", ("n1", "n2"))
     assert Example.from_json(json.loads(json.dumps(example.to_json()))) == example
@@ -265,7 +267,7 @@ class _EchoLLM:
 
 
 def test_llm_queries_ask_for_one_query_per_passage(hashed) -> None:
-    from rag.tuning import llm_queries
+    from rag.tune.queries import llm_queries
 
     searcher, _ = hashed
     llm = _EchoLLM('Query: "when was the stadium built"')

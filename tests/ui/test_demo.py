@@ -61,7 +61,7 @@ def test_demo_builds_then_skips_unchanged(
 def test_demo_questions_point_into_the_demo_articles(shared_data: Path) -> None:
     """Each shipped question names a demo article holding its gold sentence, and the file is what
     ui/demo_questions.py makes from SQuAD dev."""
-    from rag.batch import read_questions
+    from rag.questions import read_questions
     from ui.demo import DEMO_QUESTIONS
     from ui.demo_questions import demo_questions
 
@@ -80,7 +80,7 @@ def test_demo_reranker_is_trained_once(tmp_path: Path, minilm) -> None:
     """`python -m ui.demo` trains the demo's reranker on its questions (a few steps here), and a
     second run keeps what the first one saved instead of training again."""
     from ingest.pipeline import IngestJob
-    from rag.training import TuneOptions
+    from rag.tune import TuneOptions
     from ui.demo import DEMO_QUESTIONS, tune_demo
 
     settings = Settings.load(index_dir=tmp_path / "idx", progress=False, device="cpu")

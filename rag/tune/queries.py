@@ -1,21 +1,18 @@
-"""Training data for `rag tune`, drawn from a collection: queries, positives, mined negatives.
+"""The queries `rag tune` trains on: each with the chunks that answer it and what is relevant.
 
-queries = labelled_queries(collection, read_queries(path), read_qrels(path))   # or synthetic ones
-train, held_out = split_held_out(queries, 0.2)
-examples = mine_negatives(searcher, train, negatives=3)            # query, positive, negatives
-before, after, weight = evaluate_reranking(searcher, held_out, reranker)
+    queries = labelled_queries(searcher, read_queries(path), read_qrels(path))
+    queries = question_queries(searcher, read_questions(path))   # a `rag eval hits` file
+    queries = self_supervised_queries(collection, 2000)    # or llm_queries(collection, llm, 2000)
 
-Queries come from labels (BEIR queries.jsonl + qrels .tsv), from the configured LLM (a question
-written for a passage, InPars / Promptagator style), or self-supervised (the title of a document, or
-one of its sentences cut out of the passage, as the pseudo-query of that passage). Hard negatives
-are chunks the collection's own dense and BM25 retrievers rank high that belong to no relevant
-document. Held-out queries measure the model before and after training.
+Queries come from labels (BEIR queries.jsonl + qrels .tsv), from a questions file with gold
+passages, from the configured LLM (a question written for a passage, InPars / Promptagator style),
+or self-supervised (the title of a document, or one of its sentences cut out of the passage, as the
+pseudo-query of that passage).
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import logging
 import random
@@ -23,18 +20,16 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import Any, Protocol
 
 import numpy as np
 from tqdm import tqdm
 
-from rag.batch import Question
 from rag.collection import Collection
 from rag.embedding import Embedder
 from rag.errors import ConfigError
 from rag.evaluation import is_gold_chunk
 from rag.generation import LLM, Message, complete
-from rag.rerank import Fusion
+from rag.questions import Question
 from rag.retrieval import Searcher
 from rag.templates import render
 from rag.types import Chunk
@@ -48,7 +43,6 @@ SYNTHETIC_SOURCES: dict[str, str] = {
     "llm": "a question the configured LLM writes for each sampled passage",
     "self": "the document title or a sentence cut out of the passage",
 }
-FUSION_WEIGHTS = tuple(round(0.1 * n, 1) for n in range(11))
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(])")
 
 
@@ -72,25 +66,6 @@ class TrainQuery:
 
     def __repr__(self) -> str:
         return f"TrainQuery({self.qid!r}, {self.origin}, {len(self.positives)} positives)"
-
-
-@dataclass(frozen=True)
-class Example:
-    """One training row: a query, a passage that answers it and passages that do not."""
-
-    query: str
-    positive: str
-    negatives: tuple[str, ...]
-
-    def __repr__(self) -> str:
-        return f"Example({self.query[:40]!r}, {len(self.negatives)} negatives)"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"query": self.query, "positive": self.positive, "negatives": list(self.negatives)}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Example:
-        return cls(str(data["query"]), str(data["positive"]), tuple(data["negatives"]))
 
 
 class CachingEmbedder:
@@ -120,7 +95,19 @@ class CachingEmbedder:
         return np.stack([self._cache[text] for text in texts]).astype(np.float32)
 
 
-# -- reading labels -----------------------------------------------------------------------------
+def prime(searcher: Searcher, texts: Sequence[str]) -> None:
+    """Embed the queries about to be searched in one batch, when the searcher's embedder caches."""
+    if isinstance(searcher.embedder, CachingEmbedder):
+        searcher.embedder.prime(texts)
+
+
+def chunks_by_key(collection: Collection) -> dict[int, Chunk]:
+    """Every live chunk, by chunk key."""
+    keys, _ = collection.store.live_texts()
+    return collection.store.chunks([int(k) for k in keys])
+
+
+# -- labels -------------------------------------------------------------------------------------
 
 
 def read_queries(path: Path) -> dict[str, str]:
@@ -182,8 +169,7 @@ def labelled_queries(
     match = source_matcher(list(chunks_of))
     found: list[TrainQuery] = []
     missing = 0
-    if isinstance(searcher.embedder, CachingEmbedder):
-        searcher.embedder.prime([text for qid, text in queries.items() if qid in qrels])
+    prime(searcher, [text for qid, text in queries.items() if qid in qrels])
     for qid, text in queries.items():
         relevant = {match(doc) for doc, grade in qrels.get(qid, {}).items() if grade > 0}
         relevant.discard(None)
@@ -219,8 +205,7 @@ def question_queries(searcher: Searcher, questions: Sequence[Question]) -> list[
     for key in sorted(chunks):
         by_name.setdefault(PurePath(chunks[key].source).name, []).append(key)
     usable = [q for q in questions if q.document and PurePath(q.document).name in by_name]
-    if isinstance(searcher.embedder, CachingEmbedder):
-        searcher.embedder.prime([q.question for q in usable])
+    prime(searcher, [q.question for q in usable])
     found: list[TrainQuery] = []
     for question in usable:
         name = PurePath(str(question.document)).name
@@ -315,227 +300,5 @@ def _clean_query(reply: str) -> str | None:
     return query if 3 <= len(query.split()) <= 40 else None
 
 
-# -- splitting and mining -----------------------------------------------------------------------
-
-
-def split_held_out(
-    queries: Sequence[TrainQuery], fraction: float, limit: int | None = None
-) -> tuple[list[TrainQuery], list[TrainQuery]]:
-    """(train, held-out) by a hash of each query id: stable across runs and machines."""
-    if not 0.0 < fraction < 1.0:
-        raise ConfigError(f"held-out fraction must be between 0 and 1, got {fraction}")
-    train: list[TrainQuery] = []
-    held: list[TrainQuery] = []
-    for query in queries:
-        digest = hashlib.sha256(query.qid.encode("utf-8")).digest()
-        bucket = int.from_bytes(digest[:4], "big") / 2**32
-        (held if bucket < fraction else train).append(query)
-    if limit is not None and len(held) > limit:
-        train.extend(held[limit:])
-        held = held[:limit]
-    if not train or not held:
-        raise ConfigError(
-            f"{len(queries)} queries are too few to train on and hold some out; "
-            "give more queries (--max-queries) or a different --held-out fraction"
-        )
-    return train, held
-
-
-def mine_negatives(
-    searcher: Searcher,
-    queries: Sequence[TrainQuery],
-    negatives: int,
-    depth: int = 30,
-    seed: int = 0,
-    progress: bool = True,
-) -> list[Example]:
-    """One example per (query, positive), with `negatives` passages drawn from the dense and BM25
-    top `depth` (interleaved) that are not relevant (nor of a relevant document, when relevance
-    is judged by document)."""
-    rng = random.Random(seed)
-    collection = searcher.collection
-    all_positives = sorted({key for query in queries for key in query.positives})
-    positive_text = {k: c.text for k, c in collection.store.chunks(all_positives).items()}
-    if isinstance(searcher.embedder, CachingEmbedder):
-        searcher.embedder.prime([query.text for query in queries])
-    examples: list[Example] = []
-    for query in tqdm(queries, desc="mine negatives", unit="query", disable=not progress):
-        pool: list[str] = []
-        seen: set[str] = set()
-        dense = searcher.retrieve(query.text, depth, "dense")
-        lexical = searcher.retrieve(query.text, depth, "bm25")
-        for pair in zip(dense, lexical, strict=False):
-            for hit in pair:
-                if query.unit(hit.chunk) not in query.relevant and hit.chunk.id not in seen:
-                    seen.add(hit.chunk.id)
-                    pool.append(hit.chunk.text)
-        if len(pool) < negatives:
-            continue
-        for key in query.positives:
-            text = query.positive_text or positive_text.get(key)
-            if text:
-                examples.append(Example(query.text, text, tuple(rng.sample(pool, negatives))))
-    rng.shuffle(examples)
-    return examples
-
-
-# -- held-out evaluation ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Candidates:
-    """A held-out query's first-stage candidates, in first-stage order, with the unit each is
-    judged on (its source, or its chunk id for passage-level queries)."""
-
-    query: TrainQuery
-    texts: tuple[str, ...]
-    units: tuple[str, ...]
-
-
-def held_out_candidates(
-    searcher: Searcher, held_out: Sequence[TrainQuery], depth: int, mode: str = "hybrid"
-) -> list[Candidates]:
-    """The `depth` first-stage candidates of each held-out query (what a reranker sees)."""
-    if isinstance(searcher.embedder, CachingEmbedder):
-        searcher.embedder.prime([query.text for query in held_out])
-    found = []
-    for query in held_out:
-        hits = searcher.retrieve(query.text, depth, mode)
-        found.append(
-            Candidates(
-                query,
-                tuple(hit.chunk.text for hit in hits),
-                tuple(query.unit(hit.chunk) for hit in hits),
-            )
-        )
-    return found
-
-
-def reranking_samples(
-    candidates: Sequence[Candidates], positive_text: Mapping[int, str]
-) -> list[dict[str, Any]]:
-    """sentence-transformers reranking-evaluator samples: query, positives, negatives."""
-    samples = []
-    for item in candidates:
-        positives = [item.query.positive_text or positive_text[k] for k in item.query.positives]
-        positives += [
-            text
-            for text, unit in zip(item.texts, item.units, strict=True)
-            if unit in item.query.relevant and text not in positives
-        ]
-        negatives = [
-            text
-            for text, unit in zip(item.texts, item.units, strict=True)
-            if unit not in item.query.relevant
-        ]
-        if positives and negatives:
-            samples.append({"query": item.query.text, "positive": positives, "negative": negatives})
-    return samples
-
-
-def ndcg_at_10(
-    rankings: Mapping[str, Sequence[str]], relevant: Mapping[str, frozenset[str]]
-) -> float:
-    """Mean nDCG@10 (by ranx) of rankings of units (sources, or chunk ids); a unit counts at its
-    first (best) position."""
-    from ranx import Qrels, Run, evaluate
-
-    run: dict[str, dict[str, float]] = {}
-    for qid, sources in rankings.items():
-        ranking: dict[str, float] = {}
-        for source in sources:
-            if source not in ranking:
-                ranking[source] = float(len(sources) - len(ranking))
-        run[qid] = ranking or {"<none>": 0.0}
-    qrels = Qrels({qid: dict.fromkeys(docs, 1) for qid, docs in relevant.items() if docs})
-    return round(float(evaluate(qrels, Run(run), "ndcg@10", make_comparable=True)), 4)
-
-
-@dataclass(frozen=True)
-class RerankScores:
-    """Held-out nDCG@10: first stage alone, the reranker alone, and fused at the best weight."""
-
-    first_stage: float
-    reranker: float
-    fused: float
-    weight: float
-    queries: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "first_stage_ndcg@10": self.first_stage,
-            "reranker_ndcg@10": self.reranker,
-            "fused_ndcg@10": self.fused,
-            "fusion_weight": self.weight,
-            "queries": self.queries,
-        }
-
-
-class Scorer(Protocol):
-    """What held-out evaluation needs from a reranker (CrossEncoderReranker has it)."""
-
-    def score(self, query: str, texts: Sequence[str]) -> list[float]: ...
-
-
-def evaluate_reranking(
-    candidates: Sequence[Candidates], reranker: Scorer, progress: bool = True
-) -> RerankScores:
-    """Score the candidates once, then nDCG@10 of the first stage, the reranker, and the fusion
-    at each of FUSION_WEIGHTS; the best fused weight wins (ties go to the lower weight)."""
-    relevant = {item.query.qid: item.query.relevant for item in candidates}
-    first = {item.query.qid: list(item.units) for item in candidates}
-    scores: dict[str, list[float]] = {}
-    for item in tqdm(candidates, desc="held-out", unit="query", disable=not progress):
-        scores[item.query.qid] = reranker.score(item.query.text, item.texts)
-
-    def ranked(weight: float | None) -> dict[str, list[str]]:
-        out = {}
-        for item in candidates:
-            raw = scores[item.query.qid]
-            fused = raw if weight is None else Fusion(weight).fuse(raw)
-            order = sorted(range(len(raw)), key=lambda i: (-fused[i], i))
-            out[item.query.qid] = [item.units[i] for i in order]
-        return out
-
-    by_weight = {weight: ndcg_at_10(ranked(weight), relevant) for weight in FUSION_WEIGHTS}
-    best = max(FUSION_WEIGHTS, key=lambda w: (by_weight[w], -w))
-    return RerankScores(
-        first_stage=ndcg_at_10(first, relevant),
-        reranker=ndcg_at_10(ranked(None), relevant),
-        fused=by_weight[best],
-        weight=best,
-        queries=len(candidates),
-    )
-
-
-def dense_ndcg(
-    query_vectors: np.ndarray,
-    chunk_keys: np.ndarray,
-    chunk_vectors: np.ndarray,
-    chunk_of: Mapping[int, Chunk],
-    queries: Sequence[TrainQuery],
-    depth: int = 100,
-) -> float:
-    """Held-out nDCG@10 of exact inner-product search over the given chunk vectors (chunks by
-    key: each query judges its own unit, the chunk's document or the chunk)."""
-    scores = query_vectors @ chunk_vectors.T
-    depth = min(depth, len(chunk_keys))
-    rankings: dict[str, list[str]] = {}
-    for row, query in enumerate(queries):
-        top = np.argpartition(-scores[row], depth - 1)[:depth]
-        top = top[np.argsort(-scores[row][top], kind="stable")]
-        rankings[query.qid] = [query.unit(chunk_of[int(chunk_keys[i])]) for i in top]
-    return ndcg_at_10(rankings, {query.qid: query.relevant for query in queries})
-
-
-# -- helpers ------------------------------------------------------------------------------------
-
-
 def _sources_of(collection: Collection, keys: Sequence[int]) -> dict[int, str]:
     return {key: chunk.source for key, chunk in collection.store.chunks(keys).items()}
-
-
-def chunks_by_key(collection: Collection) -> dict[int, Chunk]:
-    """Every live chunk, by chunk key."""
-    keys, _ = collection.store.live_texts()
-    return collection.store.chunks([int(k) for k in keys])

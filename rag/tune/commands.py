@@ -1,0 +1,274 @@
+"""`rag tune reranker` and `rag tune retriever`: train, measure on held-out queries, register.
+
+    report = tune_reranker(settings, "papers", TuneOptions())   # or tune_retriever(...)
+    print(report.message)                                      # one line: registered or why not
+
+The work folder `indexes/NAME/tune/<kind>/` keeps the training data and checkpoints, so running the
+same command again after an interruption resumes. A model that does not beat what the collection
+has without it is saved with its card but not registered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from rag.collection import Collection, EmbedderInfo
+from rag.embedding import Embedder, SentenceTransformerEmbedder, embedder_for
+from rag.rerank import MAXSIM, CrossEncoderReranker, MaxSimReranker
+from rag.retrieval import Searcher, index_params
+from rag.settings import DEFAULT_EMBEDDER, Settings
+from rag.tune.card import model_card, write_card
+from rag.tune.dataset import positive_texts, prepare
+from rag.tune.heldout import dense_ndcg, evaluate_reranking, held_out_candidates, reranking_samples
+from rag.tune.options import TuneOptions
+from rag.tune.queries import CachingEmbedder, chunks_by_key
+from rag.tune.trainers import BI_ENCODER, TrainState, fit
+
+REEMBED_BLOCK = 2048
+
+
+@dataclass
+class TuneReport:
+    """What a tune run did: the model, its card, and whether the collection now uses it."""
+
+    kind: str
+    collection: str
+    model_path: Path
+    registered: bool
+    message: str
+    card: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "collection": self.collection,
+            "model": str(self.model_path),
+            "registered": self.registered,
+            "message": self.message,
+            "card": self.card,
+        }
+
+
+def tune_reranker(
+    settings: Settings, name: str, options: TuneOptions, embedder: Embedder | None = None
+) -> TuneReport:
+    """Train a reranker (`options.arch`) on the collection, measure it on held-out queries,
+    register it (with the fusion weight that did best) when it beats the first stage alone."""
+    options.check()
+    collection = Collection.open(settings.index_dir, name)
+    try:
+        searcher = Searcher(
+            collection, settings, embedder=_caching(embedder, collection, settings), reranker=None
+        )
+        work = collection.path / "tune" / "reranker"
+        base = options.base or DEFAULT_EMBEDDER
+        data = prepare(searcher, work, "reranker", base, options, settings)
+        candidates = held_out_candidates(searcher, data.held_out, settings.rerank_depth)
+        samples = reranking_samples(candidates, positive_texts(collection, data.held_out))
+        started = time.perf_counter()
+        target = collection.model_dir("reranker")
+        model, state = fit(options.arch, base, data.examples, samples, work, options, settings)
+        model.save(str(target))
+        # Already in memory: no need to load it again.
+        reranker: CrossEncoderReranker | MaxSimReranker
+        if options.arch == MAXSIM:
+            reranker = MaxSimReranker.from_model(model, str(target), device=settings.device)
+        else:
+            reranker = CrossEncoderReranker.from_model(
+                model, str(target), device=settings.device, max_length=options.max_length
+            )
+        seconds = time.perf_counter() - started
+        scores = evaluate_reranking(candidates, reranker, progress=settings.progress)
+        beats = scores.fused > scores.first_stage
+        card = model_card(
+            "reranker", collection, base, options, data, state, seconds, samples=len(samples)
+        )
+        card["metrics"] = {
+            "held_out_queries": scores.queries,
+            "before": {"first_stage_ndcg@10": scores.first_stage},
+            "after": scores.to_json(),
+        }
+        card["registered"] = beats and options.register
+        write_card(target, card)
+        if beats and options.register:
+            collection.set_reranker(
+                {
+                    "path": str(target.relative_to(collection.path)),
+                    "arch": options.arch,
+                    "base": base,
+                    "fusion": {"weight": scores.weight, "k": 60},
+                    "trained_at": card["created_at"],
+                    "held_out_ndcg@10": {"before": scores.first_stage, "after": scores.fused},
+                }
+            )
+        if not state.interrupted:
+            shutil.rmtree(work, ignore_errors=True)
+        detail = (
+            f"held-out nDCG@10 {scores.first_stage:.4f} without reranking, "
+            f"{scores.reranker:.4f} reranked, {scores.fused:.4f} fused at weight {scores.weight}"
+        )
+        message = _outcome(
+            state,
+            beats,
+            options.register,
+            refused=f"the tuned reranker does not beat no reranking on {scores.queries} "
+            f"held-out queries ({detail}); saved at {target}",
+            registered=f"registered reranker for {name!r}: {detail}; model at {target}",
+            trained=f"{detail}; model at {target}",
+        )
+        return TuneReport("reranker", name, target, beats and options.register, message, card)
+    finally:
+        collection.close()
+
+
+def tune_retriever(
+    settings: Settings, name: str, options: TuneOptions, embedder: Embedder | None = None
+) -> TuneReport:
+    """Train the bi-encoder on the collection, re-embed every chunk with it, and make it the
+    collection's embedder (atomically) when held-out dense nDCG@10 improves."""
+    options.check()
+    collection = Collection.open(settings.index_dir, name)
+    try:
+        searcher = Searcher(
+            collection, settings, embedder=_caching(embedder, collection, settings), reranker=None
+        )
+        work = collection.path / "tune" / "retriever"
+        base = options.base or collection.embedder.name
+        data = prepare(searcher, work, "retriever", base, options, settings)
+        candidates = held_out_candidates(searcher, data.held_out, settings.rerank_depth)
+        samples = reranking_samples(candidates, positive_texts(collection, data.held_out))
+        started = time.perf_counter()
+        model, state = fit(BI_ENCODER, base, data.examples, samples, work, options, settings)
+        seconds = time.perf_counter() - started
+        target = collection.model_dir("embedder")
+        model.save(str(target))
+        tuned = SentenceTransformerEmbedder.from_model(
+            model,
+            str(target),
+            device=settings.device,
+            batch_size=settings.embed_batch_size,
+            backend=settings.embed_backend,
+        )
+        keys, vectors = _reembed(collection, tuned, work / "vectors", settings.progress)
+        old_keys, old_vectors = _stored_vectors(collection)
+        chunk_of = chunks_by_key(collection)
+        texts = [query.text for query in data.held_out]
+        before = dense_ndcg(
+            searcher.embedder.embed(texts), old_keys, old_vectors, chunk_of, data.held_out
+        )
+        after = dense_ndcg(tuned.embed(texts), keys, vectors, chunk_of, data.held_out)
+        beats = after > before
+        card = model_card(
+            "retriever", collection, base, options, data, state, seconds, samples=len(samples)
+        )
+        card["metrics"] = {
+            "held_out_queries": len(data.held_out),
+            "before": {"dense_ndcg@10": before},
+            "after": {"dense_ndcg@10": after},
+        }
+        card["reembedded_chunks"] = len(keys)
+        card["registered"] = beats and options.register
+        write_card(target, card)
+        if beats and options.register:
+            with collection.writer_lock():
+                info = EmbedderInfo(str(target), int(vectors.shape[1]))
+                collection.replace_embedder(
+                    info, keys, vectors, {"base": base, "trained_at": card["created_at"]}
+                )
+                collection.refresh_indexes(index_params(settings))
+        if not state.interrupted:
+            shutil.rmtree(work, ignore_errors=True)
+        detail = f"held-out dense nDCG@10 {before:.4f} -> {after:.4f}"
+        message = _outcome(
+            state,
+            beats,
+            options.register,
+            refused=f"the tuned embedder does not beat the current one on "
+            f"{len(data.held_out)} held-out queries ({detail}); saved at {target}",
+            registered=f"{name!r} now uses the tuned embedder ({len(keys)} chunks re-embedded): "
+            f"{detail}; model at {target}",
+            trained=f"{detail}; model at {target}",
+        )
+        return TuneReport("retriever", name, target, beats and options.register, message, card)
+    finally:
+        collection.close()
+
+
+def _caching(
+    embedder: Embedder | None, collection: Collection, settings: Settings
+) -> CachingEmbedder:
+    return CachingEmbedder(embedder or embedder_for(settings, collection.embedder.name))
+
+
+def _outcome(
+    state: TrainState, beats: bool, register: bool, refused: str, registered: str, trained: str
+) -> str:
+    """The command's one line: refused by the guard, registered, or trained only as asked."""
+    if not beats:
+        line = f"not registered: {refused}"
+    elif register:
+        line = registered
+    else:
+        line = f"trained (not registered, as asked): {trained}"
+    return _interrupted_note(state) + line
+
+
+def _interrupted_note(state: TrainState) -> str:
+    if not state.interrupted:
+        return ""
+    kept = Path(state.best_checkpoint).name if state.best_checkpoint else "none"
+    return (
+        f"interrupted at step {state.steps} of {state.max_steps}, kept the best checkpoint "
+        f"so far ({kept}; run the same command to resume); "
+    )
+
+
+# -- re-embedding -------------------------------------------------------------------------------
+
+
+def _reembed(
+    collection: Collection, embedder: SentenceTransformerEmbedder, folder: Path, progress: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Embed every live chunk with the tuned model, in blocks saved as they finish (a rerun of
+    an interrupted command picks them up)."""
+    keys, texts = collection.store.live_texts()
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = _model_stamp(embedder.name)
+    parts = []
+    with tqdm(
+        total=len(texts), desc="re-embed", unit="chunk", disable=not progress, dynamic_ncols=True
+    ) as bar:
+        for start in range(0, len(texts), REEMBED_BLOCK):
+            path = folder / f"{stamp}-{start}-{len(texts)}.npy"
+            if path.is_file():
+                block = np.load(path)
+            else:
+                block = embedder.embed(texts[start : start + REEMBED_BLOCK])
+                tmp = path.with_suffix(".tmp.npy")
+                np.save(tmp, block)
+                tmp.replace(path)
+            parts.append(block)
+            bar.update(len(block))
+    vectors = np.concatenate(parts) if parts else np.zeros((0, embedder.dimension), np.float32)
+    return keys, vectors
+
+
+def _model_stamp(folder: str) -> str:
+    """A short digest of a model folder's weights: blocks from other weights are not reused."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(folder).glob("*.safetensors")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _stored_vectors(collection: Collection) -> tuple[np.ndarray, np.ndarray]:
+    parts = list(collection.store.live_vectors(collection.embedder.dimension))
+    return np.concatenate([k for k, _ in parts]), np.concatenate([v for _, v in parts])
