@@ -63,15 +63,21 @@ class LexicalIndex:
             retriever.index(_tokenize(texts, stemmer), show_progress=False)
         return cls(retriever, np.asarray(keys, dtype=np.int64))
 
-    def search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (scores, chunk keys) with a positive score; fewer when few chunks share a term."""
+    def search(
+        self, query: str, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, chunk keys) with a positive score; fewer when few chunks share a term.
+        With `allowed` (sorted chunk keys), only those chunks are scored."""
         if self.size == 0 or k <= 0:
             return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
         tokens = _tokenize([query], self._stemmer)
         if not tokens[0]:
             return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
+        mask = None
+        if allowed is not None:
+            mask = np.isin(self._keys, allowed).astype(np.float32)
         rows, scores = self._retriever.retrieve(
-            tokens, k=min(k, self.size), show_progress=False, n_threads=1
+            tokens, k=min(k, self.size), show_progress=False, n_threads=1, weight_mask=mask
         )
         rows, scores = rows[0], scores[0]
         keep = scores > 0

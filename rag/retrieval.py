@@ -16,6 +16,7 @@ import numpy as np
 from rag.collection import Collection
 from rag.embedding import Embedder, embedder_for
 from rag.errors import ConfigError
+from rag.filters import Where
 from rag.index import index_params
 from rag.models import set_torch_threads
 from rag.rerank import CROSS_ENCODER, Fusion, Reranker, RerankerChoice, choose_reranker
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
+# Up to this many chunks in scope, a filtered dense search scores their stored vectors exactly.
+EXACT_FILTER_LIMIT = 50_000
 
 
 def check_query(text: str, limit: int) -> None:
@@ -75,6 +78,7 @@ class Searcher:
         self._params = index_params(settings)
         self._reranker_arg = reranker
         self._reranker_choice: RerankerChoice | None = None
+        self._allowed: dict[Where, tuple[int, np.ndarray]] = {}
 
     def reranker(self) -> RerankerChoice:
         """The reranker in use (resolved once): given, the collection's own, or the configured."""
@@ -97,39 +101,64 @@ class Searcher:
                 self._reranker_choice = RerankerChoice(self._reranker_arg)
         return self._reranker_choice
 
-    def retrieve(self, query: str, k: int, mode: str | None = None) -> list[Hit]:
-        """First-stage hits (no reranking), best first, at most k."""
+    def retrieve(
+        self, query: str, k: int, mode: str | None = None, where: Where | None = None
+    ) -> list[Hit]:
+        """First-stage hits (no reranking), best first, at most k; with `where`, only chunks it
+        allows, chosen before ranking so that a scoped search still gets its k best."""
         mode = mode or self.settings.search_mode
         if mode not in SEARCH_MODES:
             raise ConfigError(f"unknown search mode {mode!r} (valid: {', '.join(SEARCH_MODES)})")
         check_query(query, self.settings.max_question_chars)
+        allowed = self.allowed_keys(where)
+        if allowed is not None and not len(allowed):
+            return []
         depth = max(k, self.settings.candidates)
         if mode == "dense":
-            keys, scores = self._dense(query, k)
+            keys, scores = self._dense(query, k, allowed)
             return self._hits(keys, scores, "dense")
         if mode == "bm25":
-            keys, scores = self._lexical(self.collection.lexical_index(), query, k)
+            keys, scores = self._lexical(self.collection.lexical_index(), query, k, allowed)
             return self._hits(keys, scores, "bm25")
-        dense_keys, _ = self._dense(query, depth)
-        lexical_keys, _ = self._lexical(self.collection.lexical_index(), query, depth)
+        dense_keys, _ = self._dense(query, depth, allowed)
+        lexical_keys, _ = self._lexical(self.collection.lexical_index(), query, depth, allowed)
         fused = reciprocal_rank_fusion([dense_keys, lexical_keys], k=self.settings.rrf_k)[:k]
         return self._hits([key for key, _ in fused], [score for _, score in fused], "hybrid")
 
+    def allowed_keys(self, where: Where | None) -> np.ndarray | None:
+        """The chunk keys `where` allows (None: no filter), cached for the store's generation."""
+        if not where:
+            return None
+        generation = self.collection.store.generation
+        cached = self._allowed.get(where)
+        if cached is None or cached[0] != generation:
+            cached = (generation, self.collection.store.live_keys_where(where))
+            self._allowed = {where: cached}
+        return cached[1]
+
     def search(
-        self, query: str, top_k: int | None = None, mode: str | None = None, rerank: bool = True
+        self,
+        query: str,
+        top_k: int | None = None,
+        mode: str | None = None,
+        rerank: bool = True,
+        where: Where | None = None,
     ) -> SearchResult:
         """Retrieve, rerank the top `rerank_depth` when a reranker is available, cut to top_k."""
         top_k = top_k or self.settings.top_k
         notices: list[str] = []
+        allowed = self.allowed_keys(where)
+        if where and allowed is not None and not len(allowed):
+            notices.append(f"no chunk matches --where {where.describe()}")
         choice = self.reranker() if rerank else RerankerChoice(None, None)
         started = time.perf_counter()
         if choice.reranker is None:
             if choice.reason:
                 notices.append(choice.reason)
-            hits = self.retrieve(query, top_k, mode)
+            hits = self.retrieve(query, top_k, mode, where)
             timings = {"retrieve_s": time.perf_counter() - started}
             return SearchResult(query, tuple(hits), tuple(notices), timings)
-        candidates = self.retrieve(query, max(top_k, self.settings.rerank_depth), mode)
+        candidates = self.retrieve(query, max(top_k, self.settings.rerank_depth), mode, where)
         retrieved = time.perf_counter()
         head = choice.reranker.rerank(query, candidates[: self.settings.rerank_depth])
         timings = {
@@ -138,7 +167,9 @@ class Searcher:
         }
         return SearchResult(query, tuple(head[:top_k]), tuple(notices), timings)
 
-    def _dense(self, query: str, k: int) -> tuple[list[int], list[float]]:
+    def _dense(
+        self, query: str, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[list[int], list[float]]:
         index = self.collection.dense_index(self._params)
         current = self.collection.embedder.name
         if current != self.embedder.name:
@@ -147,6 +178,8 @@ class Searcher:
                 self.collection.check_embedder(self.embedder.name)
             self.embedder = embedder_for(self.settings, current)
         vector = self.embedder.embed([query])
+        if allowed is not None:
+            return self._dense_within(vector[0], k, allowed, index.size)
         scores, keys = index.search(vector, k)
         found = [
             (int(key), float(score))
@@ -155,9 +188,31 @@ class Searcher:
         ]
         return [key for key, _ in found], [score for _, score in found]
 
+    def _dense_within(
+        self, vector: np.ndarray, k: int, allowed: np.ndarray, size: int
+    ) -> tuple[list[int], list[float]]:
+        """Exact top k among the allowed chunks: scored from their stored vectors when they are
+        few, else the index searched ever deeper until k allowed ones are found."""
+        if len(allowed) <= EXACT_FILTER_LIMIT:
+            vectors = self.collection.store.vectors(allowed, len(vector))
+            scores = vectors @ vector
+            order = np.argsort(-scores, kind="stable")[:k]
+            return [int(allowed[i]) for i in order], [float(scores[i]) for i in order]
+        index = self.collection.dense_index(self._params)
+        depth = 4 * k
+        while True:
+            scores, keys = index.search(vector[None, :], min(depth, size))
+            keep = np.isin(keys[0], allowed)
+            if keep.sum() >= k or depth >= size:
+                found = list(zip(keys[0][keep][:k], scores[0][keep][:k], strict=True))
+                return [int(key) for key, _ in found], [float(score) for _, score in found]
+            depth *= 4
+
     @staticmethod
-    def _lexical(index: LexicalIndex, query: str, k: int) -> tuple[list[int], list[float]]:
-        scores, keys = index.search(query, k)
+    def _lexical(
+        index: LexicalIndex, query: str, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[list[int], list[float]]:
+        scores, keys = index.search(query, k, allowed)
         return [int(key) for key in keys], [float(score) for score in np.asarray(scores)]
 
     def _hits(self, keys: Sequence[int], scores: Sequence[float], stage: str) -> list[Hit]:

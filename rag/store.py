@@ -13,18 +13,26 @@ import errno
 import json
 import shutil
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 from rag.errors import CollectionError, DiskFullError
+from rag.filters import Where
 from rag.types import Chunk, Document
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Each step takes a store from version N to N+1 in place (ALTER TABLE keeps every row).
+_MIGRATIONS = {
+    1: (
+        "ALTER TABLE documents ADD COLUMN metadata TEXT NOT NULL DEFAULT '{}'",
+        "ALTER TABLE chunks ADD COLUMN context TEXT NOT NULL DEFAULT ''",
+    ),
+}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -38,7 +46,8 @@ CREATE TABLE IF NOT EXISTS documents (
     pages INTEGER NOT NULL,
     empty_pages TEXT NOT NULL,
     state TEXT NOT NULL CHECK (state IN ('live', 'staged')),
-    added_at TEXT NOT NULL
+    added_at TEXT NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}'
 );
 CREATE UNIQUE INDEX IF NOT EXISTS documents_source_state ON documents (source, state);
 CREATE TABLE IF NOT EXISTS chunks (
@@ -49,7 +58,8 @@ CREATE TABLE IF NOT EXISTS chunks (
     start INTEGER NOT NULL,
     stop INTEGER NOT NULL,
     text TEXT NOT NULL,
-    vector BLOB NOT NULL
+    vector BLOB NOT NULL,
+    context TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS chunks_document ON chunks (document_key);
 """
@@ -109,6 +119,8 @@ class StoredDocument:
     empty_pages: tuple[int, ...]
     state: str
     chunks: int
+    added_at: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 class Store:
@@ -165,11 +177,23 @@ class Store:
                 (str(SCHEMA_VERSION),),
             )
         found_version = self._meta_int("schema_version")
+        if found_version < SCHEMA_VERSION:
+            found_version = self._migrate(found_version)
         if found_version != SCHEMA_VERSION:
             raise CollectionError(
                 f"{self.path} has schema version {found_version}; this version of rag reads "
                 f"{SCHEMA_VERSION}"
             )
+
+    def _migrate(self, version: int) -> int:
+        """Bring a store written by an older rag up to this schema, in one transaction."""
+        with self.transaction() as db:
+            while version in _MIGRATIONS:
+                for statement in _MIGRATIONS[version]:
+                    db.execute(statement)
+                version += 1
+            db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
+        return version
 
     def close(self) -> None:
         self._db.close()
@@ -254,14 +278,51 @@ class Store:
                 yield keys, vectors.reshape(len(rows), dimension)
 
     def live_texts(self) -> tuple[np.ndarray, list[str]]:
-        """(keys, texts) of every live chunk, in key order."""
+        """(keys, indexed texts: context line and text) of every live chunk, in key order."""
         with self._errors():
             rows = self._db.execute(
-                "SELECT c.key, c.text FROM chunks c JOIN documents d ON d.key = c.document_key "
+                "SELECT c.key, c.context, c.text FROM chunks c "
+                "JOIN documents d ON d.key = c.document_key "
                 "WHERE d.state = 'live' ORDER BY c.key"
             ).fetchall()
         keys = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
-        return keys, [row[1] for row in rows]
+        return keys, [f"{row[1]}\n{row[2]}" if row[1] else row[2] for row in rows]
+
+    def live_keys_where(self, where: Where) -> np.ndarray:
+        """Keys of the live chunks a scoped search may return, in key order."""
+        wanted = [d.key for d in self.documents() if where.matches_document(d.source, d.metadata)]
+        if not wanted:
+            return np.zeros(0, dtype=np.int64)
+        first, last = where.pages or (1, 1 << 62)
+        found: list[int] = []
+        for start in range(0, len(wanted), 500):
+            part = wanted[start : start + 500]
+            marks = ",".join("?" * len(part))
+            with self._errors():
+                found += [
+                    row[0]
+                    for row in self._db.execute(
+                        f"SELECT key FROM chunks WHERE document_key IN ({marks}) "
+                        "AND page BETWEEN ? AND ?",
+                        (*part, first, last),
+                    )
+                ]
+        return np.sort(np.asarray(found, dtype=np.int64))
+
+    def vectors(self, keys: np.ndarray, dimension: int) -> np.ndarray:
+        """The stored vectors of these chunk keys, in the order given."""
+        out = np.zeros((len(keys), dimension), dtype=np.float32)
+        row_of = {int(key): row for row, key in enumerate(keys)}
+        wanted = list(row_of)
+        for start in range(0, len(wanted), 500):
+            part = wanted[start : start + 500]
+            marks = ",".join("?" * len(part))
+            with self._errors():
+                for key, blob in self._db.execute(
+                    f"SELECT key, vector FROM chunks WHERE key IN ({marks})", part
+                ):
+                    out[row_of[int(key)]] = np.frombuffer(blob, dtype=np.float32)
+        return out
 
     def chunks(self, keys: Sequence[int]) -> dict[int, Chunk]:
         """The live chunks with these keys (keys that are gone are left out)."""
@@ -273,7 +334,7 @@ class Store:
             with self._errors():
                 rows = self._db.execute(
                     "SELECT c.key, c.id, d.id AS document_id, d.source, c.page, c.start, c.stop, "
-                    "c.text "
+                    "c.text, c.context "
                     "FROM chunks c JOIN documents d ON d.key = c.document_key "
                     f"WHERE d.state = 'live' AND c.key IN ({marks})",
                     part,
@@ -287,15 +348,22 @@ class Store:
                     start=int(row["start"]),
                     end=int(row["stop"]),
                     text=row["text"],
+                    context=row["context"],
                 )
         return found
 
     # -- writing ---------------------------------------------------------------------------
 
     def stage(
-        self, document: Document, origin: str, chunks: Sequence[Chunk], vectors: np.ndarray
+        self,
+        document: Document,
+        origin: str,
+        chunks: Sequence[Chunk],
+        vectors: np.ndarray,
+        metadata: Mapping[str, str] | None = None,
     ) -> None:
-        """Commit a document's chunks and vectors as staged: kept, but not yet searchable."""
+        """Commit a document's chunks and vectors (and the user's metadata) as staged: kept,
+        but not yet searchable."""
         if len(chunks) != len(vectors):
             raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -305,7 +373,7 @@ class Store:
             )
             cursor = db.execute(
                 "INSERT INTO documents (id, source, origin, title, media_type, pages, empty_pages,"
-                " state, added_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'staged', ?)",
+                " state, added_at, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, 'staged', ?, ?)",
                 (
                     document.id,
                     document.source,
@@ -315,14 +383,24 @@ class Store:
                     len(document.pages) + len(document.empty_pages),
                     json.dumps(list(document.empty_pages)),
                     datetime.now(UTC).isoformat(timespec="seconds"),
+                    json.dumps(dict(metadata or {}), ensure_ascii=False),
                 ),
             )
             document_key = cursor.lastrowid
             db.executemany(
-                "INSERT INTO chunks (id, document_key, page, start, stop, text, vector)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO chunks (id, document_key, page, start, stop, text, vector, context)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    (c.id, document_key, c.page, c.start, c.end, c.text, vector.tobytes())
+                    (
+                        c.id,
+                        document_key,
+                        c.page,
+                        c.start,
+                        c.end,
+                        c.text,
+                        vector.tobytes(),
+                        c.context,
+                    )
                     for c, vector in zip(chunks, vectors, strict=True)
                 ),
             )
@@ -415,4 +493,14 @@ def _document(row: sqlite3.Row) -> StoredDocument:
         empty_pages=tuple(json.loads(row["empty_pages"])),
         state=row["state"],
         chunks=int(row["chunk_count"]),
+        added_at=row["added_at"],
+        metadata=_metadata(row["metadata"]),
     )
+
+
+def _metadata(text: str) -> dict[str, str]:
+    try:
+        found = json.loads(text)
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}

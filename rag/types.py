@@ -76,6 +76,14 @@ class Chunk:
     start: int
     end: int
     text: str
+    # What a reader of the page knows and the text does not say (the document's name, the heading
+    # above): indexed with the chunk, never quoted as part of it. See ingest/context.py.
+    context: str = ""
+
+    @property
+    def indexed_text(self) -> str:
+        """The text the embedder and BM25 see: the context line, then the chunk."""
+        return f"{self.context}\n{self.text}" if self.context else self.text
 
     def __repr__(self) -> str:
         return (
