@@ -4,35 +4,42 @@ Each question is answered by the LLM from the collection's passages, streamed as
 then checked: the reply lists the sources it cites (a PDF's page can be shown as an image) and
 flags the sentences they do not support. Text from documents or from the LLM is always shown
 with `st.text` or escaped, never as Markdown or HTML. `?collection=NAME` opens that collection.
+
+Only the Streamlit face is here: the collection is answered by an `Engine` (ui/engine.py, its own
+worker thread), and the conversation is kept as typed messages (ui/messages.py) rendered by type.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import queue
-import threading
-from collections.abc import Callable, Iterator, Sequence
 from collections.abc import Collection as Container
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import Any, TypeVar
+from typing import Any
 
 import streamlit as st
 
 from ingest.loaders import SUPPORTED_SUFFIXES
-from rag.collection import MANIFEST, STORE, Collection, list_collections
+from rag.collection import list_collections
 from rag.errors import CollectionError, RagError
-from rag.generation import LLM, LLM_BACKENDS, Message, make_llm
-from rag.pipeline import Answerer
-from rag.retrieval import SEARCH_MODES, Searcher
+from rag.generation import LLM, LLM_BACKENDS, Message
+from rag.retrieval import SEARCH_MODES
 from rag.settings import Settings
-from rag.types import Answer, AnswerDone, AnswerEvent, AnswerToken, Citation, SourcesFound
-from ui.preview import PreviewError, is_pdf, page_png
+from rag.types import AnswerDone, AnswerToken, SourcesFound
+from ui.engine import Engine, build_llm
+from ui.messages import (
+    AssistantReply,
+    ChatMessage,
+    ErrorMessage,
+    SourceView,
+    UserMessage,
+    conversation,
+    error_message,
+    plain,
+    reply_for,
+)
+from ui.preview import PreviewError, page_png
 from ui.uploads import MAX_UPLOAD_MB, UploadOutcome, ingest_uploads
-
-T = TypeVar("T")
 
 TITLE = "rag — ask your documents"
 DEFAULT_COLLECTION = "demo"
@@ -43,90 +50,10 @@ NO_COLLECTIONS = (
 )
 EMPTY_QUERY = "the query is empty"
 UNSUPPORTED = "Not supported by the sources it cites:"
-# The sidebar always shows whether reranking is on, and why not: replies need not repeat it.
-RERANK_OFF = "reranking is off"
 CURSOR = " ▌"
 
 
 # -- plain logic (no Streamlit): what tests call directly ---------------------------------------
-
-
-@dataclass(frozen=True)
-class SourceView:
-    """One source as the chat shows it; `text` is document text and must be rendered as text."""
-
-    number: int
-    name: str
-    path: str
-    page: int
-    score: float
-    text: str
-
-    @property
-    def heading(self) -> str:
-        return f"[{self.number}] {self.name} · page {self.page} · score {self.score:.3f}"
-
-    @property
-    def pdf(self) -> bool:
-        return is_pdf(self.path)
-
-
-@dataclass(frozen=True)
-class ReplyView:
-    """An answer as the chat shows it: text, cited and other sources, unsupported sentences."""
-
-    text: str
-    refused: bool
-    cited: tuple[SourceView, ...]
-    others: tuple[SourceView, ...]
-    unsupported: tuple[str, ...]
-    notices: tuple[str, ...]
-
-
-def format_citation(citation: Citation) -> SourceView:
-    """The view of source [n]: file name up front, full path kept for a tooltip and the preview."""
-    chunk = citation.chunk
-    name = PurePath(chunk.source).name or chunk.source
-    return SourceView(citation.n, name, chunk.source, chunk.page, citation.score, chunk.text)
-
-
-def reply_for(answer: Answer, shown: Container[str] = ()) -> dict[str, Any]:
-    """The assistant's message for an answer (plain data for session state), minus notices shown."""
-    cited = {c.n for c in answer.citations}
-    return {
-        "role": "assistant",
-        "reply": ReplyView(
-            text=answer.text,
-            refused=answer.refused,
-            cited=tuple(format_citation(c) for c in answer.citations),
-            others=tuple(format_citation(c) for c in answer.sources if c.n not in cited),
-            unsupported=tuple(_one_line(s.text) for s in answer.sentences if not s.supported),
-            notices=tuple(
-                n for n in answer.notices if n not in shown and not n.startswith(RERANK_OFF)
-            ),
-        ),
-    }
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-def error_reply(error: RagError | str) -> dict[str, Any]:
-    return {"role": "assistant", "error": plain(str(error))}
-
-
-def conversation(history: Sequence[dict[str, Any]]) -> list[Message]:
-    """The earlier questions and answers as LLM messages, so that a follow-up can be rewritten;
-    a question that got an error instead of an answer is left out with it."""
-    messages = []
-    for question, reply in zip(history[::2], history[1::2], strict=False):
-        if "reply" in reply:
-            messages += [
-                Message("user", question["text"]),
-                Message("assistant", reply["reply"].text),
-            ]
-    return messages
 
 
 def default_collection(names: list[str], requested: str | None = None) -> str | None:
@@ -141,107 +68,8 @@ def default_collection(names: list[str], requested: str | None = None) -> str | 
     return DEFAULT_COLLECTION if DEFAULT_COLLECTION in names else names[0]
 
 
-_MARKDOWN_SPECIALS = str.maketrans({c: "\\" + c for c in "\\`*_{}[]()<>#+-.!|~$:="})
-
-
-def plain(text: str) -> str:
-    """`text` escaped so that Markdown elements (st.error, st.caption) show it literally."""
-    return text.translate(_MARKDOWN_SPECIALS)
-
-
 def no_collections_message(index_dir: Path) -> str:
     return NO_COLLECTIONS.format(index_dir=plain(str(index_dir)))
-
-
-class Engine:
-    """A collection and its Searcher, confined to one worker thread.
-
-    The collection's SQLite connection refuses use from any thread but the one that opened it,
-    and Streamlit runs each script rerun on a new thread; so opening and every call happen on
-    this engine's own thread, which also serialises the sessions that share it.
-    """
-
-    def __init__(self, index_dir: Path, name: str, settings: Settings) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"rag-{name}")
-        self._searchers: dict[tuple[str, bool], Searcher] = {}
-        try:
-            self.collection, self.searcher = self.call(self._open, index_dir, name, settings)
-            self._inode = _inode(self.collection.path)
-        except BaseException:
-            self._pool.shutdown(wait=False)
-            raise
-
-    @staticmethod
-    def _open(index_dir: Path, name: str, settings: Settings) -> tuple[Collection, Searcher]:
-        collection = Collection.open(index_dir, name)
-        return collection, Searcher(collection, settings)
-
-    def current(self) -> bool:
-        """False once the collection on disk was re-created or its manifest changed."""
-        path = self.collection.path
-        try:
-            manifest = json.loads((path / MANIFEST).read_text())
-            return manifest == self.collection.manifest and self._inode == _inode(path)
-        except (OSError, ValueError):
-            return False
-
-    def call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run `func` on the engine's thread and return (or raise) what it does."""
-        return self._pool.submit(func, *args, **kwargs).result()
-
-    def stream(self, make: Callable[[], Iterator[T]]) -> Iterator[T]:
-        """Iterate `make()` on the engine's thread, yielding its items here as they come.
-
-        Closing this iterator early (the user asked something else) stops the producer at its
-        next item, so an abandoned answer does not hold the engine's thread to its end.
-        """
-        items: queue.Queue[tuple[str, Any]] = queue.Queue()
-        stop = threading.Event()
-
-        def pump() -> None:
-            last: tuple[str, Any] = ("end", None)
-            try:
-                with contextlib.closing(make()) as produced:  # type: ignore[type-var]
-                    for item in produced:
-                        items.put(("item", item))
-                        if stop.is_set():
-                            break
-            except Exception as e:  # noqa: BLE001 (raised again by the reading thread)
-                last = ("error", e)
-            finally:
-                items.put(last)  # always: the reading thread must never wait forever
-
-        self._pool.submit(pump)
-        try:
-            while True:
-                kind, value = items.get()
-                if kind == "end":
-                    return
-                if kind == "error":
-                    raise value
-                yield value
-        finally:
-            stop.set()
-
-    def searcher_for(self, mode: str, rerank: bool) -> Searcher:
-        """A searcher with these retrieval settings, sharing the embedder (engine thread only)."""
-        if (mode, rerank) not in self._searchers:
-            base = self.searcher
-            tuned = base.settings.model_copy(update={"search_mode": mode, "rerank": rerank})
-            choice = base.reranker()
-            reranker = choice.reranker if rerank and choice.reranker is not None else "auto"
-            self._searchers[mode, rerank] = Searcher(
-                self.collection, tuned, embedder=base.embedder, reranker=reranker
-            )
-        return self._searchers[mode, rerank]
-
-    def close(self) -> None:
-        self._pool.submit(self.collection.close)
-        self._pool.shutdown(wait=True)
-
-
-def _inode(collection_path: Path) -> int:
-    return (collection_path / STORE).stat().st_ino
 
 
 # -- Streamlit ----------------------------------------------------------------------------------
@@ -258,7 +86,7 @@ def open_engine(index_dir: str, name: str, _settings: Settings) -> Engine:
 @st.cache_resource(show_spinner=False)
 def open_llm(backend: str, model: str | None, base_url: str | None, _settings: Settings) -> LLM:
     """One LLM client per backend, model and endpoint (the embedded model loads on first use)."""
-    return make_llm(_settings)
+    return build_llm(_settings)
 
 
 @dataclass(frozen=True)
@@ -307,16 +135,17 @@ def sidebar(settings: Settings, names: list[str], default: str) -> Choices:
 
 def show_status(engine: Engine, rerank: bool) -> str | None:
     """Counts, embedder and reranker state in the sidebar; returns why reranking is off."""
-    documents, chunks = engine.call(engine.collection.store.counts)
-    off_reason = engine.call(engine.searcher.reranker).reason  # resolved (and loaded) once
-    embedder = engine.collection.embedder.name
+    status = engine.status()
     with st.sidebar:
-        st.caption(f"{documents} documents · {chunks} chunks · embedder {plain(embedder)}")
+        st.caption(
+            f"{status.documents} documents · {status.chunks} chunks · "
+            f"embedder {plain(status.embedder)}"
+        )
         if not rerank:
             st.caption("Reranking is off (toggle above).")
-        elif off_reason:
-            st.caption(plain(off_reason))
-    return off_reason
+        elif status.reranking_off:
+            st.caption(plain(status.reranking_off))
+    return status.reranking_off
 
 
 def answer_model(settings: Settings) -> tuple[LLM | None, str | None]:
@@ -364,7 +193,7 @@ def upload_panel(settings: Settings, current: str | None) -> None:
                 uploads = [(f.name, f.getvalue()) for f in files or []]
                 outcome = ingest_uploads(settings, target, uploads, saved, ingested)
         except RagError as e:
-            outcome = error_reply(e)
+            outcome = error_message(e)
         st.session_state["uploaded"] = outcome
         st.session_state["uploads"] = st.session_state.get("uploads", 0) + 1
         if isinstance(outcome, UploadOutcome) and outcome.report and outcome.report.ingested:
@@ -372,9 +201,9 @@ def upload_panel(settings: Settings, current: str | None) -> None:
         st.rerun()
 
 
-def show_outcome(outcome: UploadOutcome | dict[str, Any]) -> None:
-    if isinstance(outcome, dict):
-        st.error(outcome["error"])
+def show_outcome(outcome: UploadOutcome | ErrorMessage) -> None:
+    if isinstance(outcome, ErrorMessage):
+        st.error(outcome.markdown)
         return
     if outcome.report is not None:
         show = st.success if outcome.report.ingested else st.info
@@ -387,21 +216,23 @@ def show_outcome(outcome: UploadOutcome | dict[str, Any]) -> None:
         st.warning(plain(f"refused: {name}: {reason}"))
 
 
-def show_message(message: dict[str, Any], turn: int) -> None:
-    with st.chat_message(message["role"]):
+def show_message(message: ChatMessage, turn: int) -> None:
+    with st.chat_message(message.role):
         show_body(message, turn)
 
 
-def show_body(message: dict[str, Any], turn: int) -> None:
-    if message.get("error"):
-        st.error(message["error"])
-    elif message["role"] == "user":
-        st.text(message["text"])
-    else:
-        show_reply(message["reply"], turn)
+def show_body(message: ChatMessage, turn: int) -> None:
+    """One message by its type: the question and the answer as text, an error as one line."""
+    match message:
+        case UserMessage(text=text):
+            st.text(text)
+        case AssistantReply():
+            show_reply(message, turn)
+        case ErrorMessage(markdown=markdown):
+            st.error(markdown)
 
 
-def show_reply(reply: ReplyView, turn: int) -> None:
+def show_reply(reply: AssistantReply, turn: int) -> None:
     if reply.refused:
         st.info(plain(reply.text))
     else:
@@ -441,15 +272,16 @@ def ask(
     history: list[Message],
     shown: Container[str],
     turn: int,
-) -> dict[str, Any]:
+) -> AssistantReply | ErrorMessage:
     """Stream the answer into the chat as it is written; any expected failure is one error."""
     with st.chat_message("assistant"):
         placeholder = st.empty()
         placeholder.caption("Searching…")
+        reply: AssistantReply | ErrorMessage
         try:
             reply = stream_answer(engine, llm, settings, question, history, shown, placeholder)
         except RagError as e:
-            reply = error_reply(e)
+            reply = error_message(e)
         with placeholder.container():
             show_body(reply, turn)
     return reply
@@ -463,15 +295,10 @@ def stream_answer(
     history: list[Message],
     shown: Container[str],
     placeholder: Any,
-) -> dict[str, Any]:
-    """Run the Answerer on the engine's thread and show its tokens here as they arrive."""
-
-    def events() -> Iterator[AnswerEvent]:  # on the engine's thread: the searcher uses SQLite
-        searcher = engine.searcher_for(settings.search_mode, settings.rerank)
-        return Answerer(searcher, llm, settings).stream(question, history)
-
+) -> AssistantReply:
+    """Answer on the engine's thread and show the tokens here as they arrive."""
     parts: list[str] = []
-    with contextlib.closing(engine.stream(events)) as stream:
+    with contextlib.closing(engine.answer(llm, settings, question, history)) as stream:
         for event in stream:
             if isinstance(event, SourcesFound):
                 placeholder.caption(f"Writing the answer from {len(event.sources)} passages…")
@@ -486,7 +313,7 @@ def stream_answer(
 def main() -> None:
     st.set_page_config(page_title=TITLE, page_icon="🔎")
     st.title(TITLE)
-    history: list[dict[str, Any]] = st.session_state.setdefault("history", [])
+    history: list[ChatMessage] = st.session_state.setdefault("history", [])
     shown: set[str] = st.session_state.setdefault("notices_shown", set())
     for turn, message in enumerate(history):
         show_message(message, turn)
@@ -494,7 +321,7 @@ def main() -> None:
         settings = Settings.load()
         names = list_collections(settings.index_dir)
         if not names:
-            empty = {"role": "assistant", "error": no_collections_message(settings.index_dir)}
+            empty = ErrorMessage(no_collections_message(settings.index_dir))
             show_message(empty, len(history))
             upload_panel(settings, None)
             st.chat_input("Ask a question about your documents", disabled=True)
@@ -502,7 +329,7 @@ def main() -> None:
         try:
             default = default_collection(names, st.query_params.get("collection"))
         except CollectionError as e:
-            show_message(error_reply(e), len(history))
+            show_message(error_message(e), len(history))
             default = default_collection(names)
         choice = sidebar(settings, names, default or names[0])
         engine = open_engine(str(settings.index_dir.resolve()), choice.collection, settings)
@@ -518,7 +345,7 @@ def main() -> None:
         llm, llm_error = answer_model(tuned)
         upload_panel(settings, choice.collection)
     except RagError as e:
-        show_message(error_reply(e), len(history))
+        show_message(error_message(e), len(history))
         return
     # The browser stops typing at the limit; the answerer refuses anything longer anyway.
     query = st.chat_input(
@@ -526,19 +353,21 @@ def main() -> None:
     )
     if query is None:
         return
-    question = {"role": "user", "text": query}
+    question = UserMessage(query)
     show_message(question, len(history))
+    reply: AssistantReply | ErrorMessage
     if llm is None:
-        reply = error_reply(llm_error or "no LLM")
+        reply = error_message(llm_error or "no LLM")
         show_message(reply, len(history) + 1)
     elif not query.strip():
-        reply = error_reply(EMPTY_QUERY)
+        reply = error_message(EMPTY_QUERY)
         show_message(reply, len(history) + 1)
     else:
         if off_reason:
             shown.add(off_reason)
         reply = ask(engine, llm, tuned, query, conversation(history), shown, len(history) + 1)
-        shown.update(reply["reply"].notices if "reply" in reply else ())
+        if isinstance(reply, AssistantReply):
+            shown.update(reply.notices)
     history.extend([question, reply])
 
 

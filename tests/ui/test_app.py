@@ -3,26 +3,24 @@ real OpenAI-compatible LLM server on loopback."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from rag.errors import CollectionError, GenerationError
+from rag.errors import CollectionError
 from rag.generation import LLM_BACKENDS, Message
 from rag.pipeline import REFUSAL_TEXT
 from rag.settings import Settings
 from rag.types import Answer, Chunk, Citation, SentenceCheck
 from tests.servers.openai_compat import OpenAICompatServer
 from tests.ui.conftest import APP, SMALL_PDF, closed_port, llm_env
-from ui.app import (
-    UNSUPPORTED,
-    Engine,
+from ui.app import UNSUPPORTED, default_collection, no_collections_message
+from ui.messages import (
+    ErrorMessage,
+    UserMessage,
     conversation,
-    default_collection,
     format_citation,
-    no_collections_message,
     plain,
     reply_for,
 )
@@ -142,7 +140,7 @@ def test_follow_up_questions_carry_the_history(
     ask(app, "And who did they beat?")
     assert [message.name for message in app.chat_message] == ["user", "assistant"] * 2
     history = app.session_state["history"]
-    assert [m["text"] for m in history if m["role"] == "user"] == [
+    assert [m.text for m in history if isinstance(m, UserMessage)] == [
         SUPER_BOWL,
         "And who did they beat?",
     ]
@@ -291,13 +289,14 @@ def test_upload_with_a_bad_collection_name_is_one_error(
 def render_reply(text: str, source_path: str) -> None:
     """An AppTest script: one reply as the chat shows it (`show_reply`, not the whole app)."""
     from rag.types import Answer, Chunk, Citation, SentenceCheck
-    from ui.app import reply_for, show_reply
+    from ui.app import show_reply
+    from ui.messages import reply_for
 
     chunk = Chunk(id="c", document_id="d", source=source_path, page=2, start=0, end=4, text="t")
     source = Citation(1, chunk, 0.5)
     check = SentenceCheck(text, (1,), 0.1, False)
     answer = Answer("q", "q", text, False, (source,), (source,), (check,))
-    show_reply(reply_for(answer)["reply"], turn=0)
+    show_reply(reply_for(answer), turn=0)
 
 
 def test_llm_text_is_shown_literally_too() -> None:
@@ -321,42 +320,6 @@ def test_page_of_a_missing_pdf_is_one_error(tmp_path: Path) -> None:
             "ingested)"
         )
     ]
-
-
-# -- the engine's thread -----------------------------------------------------------------------
-
-
-def test_engine_streams_items_made_on_its_own_thread(index_dir: Path) -> None:
-    settings = Settings.load(index_dir=index_dir, progress=False, device="cpu")
-    engine = Engine(index_dir, "squad", settings)
-    made_on: list[str] = []
-    closed = threading.Event()
-
-    def numbers():
-        made_on.append(threading.current_thread().name)
-        try:
-            yield from range(1000)
-        finally:
-            closed.set()
-
-    try:
-        stream = engine.stream(numbers)
-        assert [next(stream) for _ in range(3)] == [0, 1, 2]
-        stream.close()  # the reader gives up: the producer stops too
-        assert closed.wait(5)
-        assert made_on == [engine.call(lambda: threading.current_thread().name)]
-        assert made_on[0].startswith("rag-squad")
-
-        def failing():
-            yield 1
-            raise GenerationError("LLM endpoint x is unreachable")
-
-        stream = engine.stream(failing)
-        assert next(stream) == 1
-        with pytest.raises(GenerationError, match="is unreachable"):
-            next(stream)
-    finally:
-        engine.close()
 
 
 # -- the plain functions -----------------------------------------------------------------------
@@ -394,24 +357,24 @@ def test_format_citation_names_the_file_and_keeps_the_path() -> None:
 
 
 def test_reply_splits_cited_sources_and_flags_unsupported_sentences() -> None:
-    reply = reply_for(make_answer())["reply"]
+    reply = reply_for(make_answer())
     assert reply.text == "A is so [1]. B is *so* [3]." and not reply.refused
     assert [s.number for s in reply.cited] == [1, 3]
     assert [s.number for s in reply.others] == [2]
     assert reply.unsupported == ("B is *so* [3].",)
     # Reranking's state is in the sidebar; other notices show once.
     assert reply.notices == ("dropped citations to sources that were not given: [7]",)
-    again = reply_for(make_answer(), shown=set(reply.notices))["reply"]
+    again = reply_for(make_answer(), shown=set(reply.notices))
     assert again.notices == ()
 
 
 def test_conversation_keeps_questions_and_answers_but_not_errors() -> None:
     history = [
-        {"role": "user", "text": "Who won?"},
+        UserMessage("Who won?"),
         reply_for(make_answer(text="Denver [1]."), ()),
-        {"role": "user", "text": "And then?"},
-        {"role": "assistant", "error": "LLM endpoint x is unreachable"},
-        {"role": "user", "text": "Who lost?"},
+        UserMessage("And then?"),
+        ErrorMessage("LLM endpoint x is unreachable"),
+        UserMessage("Who lost?"),
         reply_for(make_answer(text="Carolina [2]."), ()),
     ]
     assert conversation(history) == [
