@@ -18,6 +18,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from rag.errors import ConfigError
+from rag.text import CITATION
 
 ANSWER_METRICS = (
     "exact_match",
@@ -61,10 +62,6 @@ def _golds(record: dict[str, Any]) -> list[str]:
     return [str(gold)]
 
 
-def _without_citations(text: str) -> str:
-    return re.sub(r"\[\d+(?:\s*[,;]\s*\d+)*\]", " ", text)
-
-
 def load_records(path: Path) -> list[dict[str, Any]]:
     """The lines of a `rag batch` answers file."""
     if not path.is_file():
@@ -92,7 +89,7 @@ def evaluate_answers(records: Sequence[dict[str, Any]]) -> dict[str, float | int
     for record in records:
         golds = _golds(record)
         answer = "" if record.get("refused") or record.get("error") else record.get("answer", "")
-        answer = _without_citations(answer or "")
+        answer = CITATION.sub(" ", answer or "")
         if golds:
             em.append(max(float(normalize(answer) == normalize(g)) for g in golds))
             f1.append(max(token_f1(answer, g) for g in golds))
