@@ -17,8 +17,8 @@ from rag.pipeline import REFUSAL_TEXT, Answerer, drop_unknown_citations
 from rag.retrieval import Searcher
 from rag.settings import Settings
 from rag.templates import render
+from rag.text import split_sentences
 from rag.types import AnswerDone, AnswerToken, SourcesFound
-from rag.verification import split_sentences
 from tests.conftest import write_squad_docs
 from tests.servers.openai_compat import OpenAICompatServer
 
