@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
+from contextlib import closing
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,8 @@ from rag.errors import ConfigError
 from rag.models import packaged_path
 from rag.rerank import CrossEncoderReranker, Fusion, MaxSimReranker, multi_vector_model
 from rag.retrieval import Searcher
-from rag.tune import TuneOptions, tune_reranker, tune_retriever
+from rag.tune import TuneOptions, TuneReport, commands, tune_reranker, tune_retriever
+from rag.tune.heldout import RerankScores
 from tests.conftest import MINILM, write_squad_docs
 
 PARAGRAPHS = 10
@@ -60,9 +63,23 @@ def squad(tmp_path, squad_paragraphs, minilm):
     return settings, queries, qrels
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("arch", ["maxsim", "cross-encoder"])
-def test_tune_reranker_trains_cards_and_registers_only_a_winner(squad, minilm, arch) -> None:
+def force_held_out_gain(monkeypatch: pytest.MonkeyPatch, gain: bool) -> None:
+    """Make the tuned reranker's held-out scores beat the first stage (`gain`) or only match it,
+    whatever one training step did: the real evaluation still runs, its verdict is replaced."""
+    real = commands.evaluate_reranking
+
+    def forced(candidates, reranker, progress: bool = True) -> RerankScores:
+        scores = real(candidates, reranker, progress)
+        if gain:
+            return replace(scores, first_stage=0.25, fused=0.75, weight=0.5)
+        return replace(scores, first_stage=0.5, fused=0.5, weight=0.0)
+
+    monkeypatch.setattr(commands, "evaluate_reranking", forced)
+
+
+def tune_a_reranker(squad, minilm, arch: str) -> tuple[TuneReport, dict]:
+    """`tune_reranker` in the smallest run; what every run leaves is checked, the report and the
+    held-out scores returned."""
     settings, queries, qrels = squad
     options = TuneOptions(queries_file=queries, qrels_file=qrels, arch=arch, **TINY)
     report = tune_reranker(settings, "squad", options, embedder=minilm)
@@ -78,26 +95,42 @@ def test_tune_reranker_trains_cards_and_registers_only_a_winner(squad, minilm, a
     assert "## Held-out metrics" in (report.model_path / "README.md").read_text()
     # A finished run leaves no work behind.
     assert not (settings.index_dir / "squad" / "tune" / "reranker").exists()
+    # The guard: registered exactly when the fused ranking beat the first stage.
+    assert report.registered == (after["fused_ndcg@10"] > after["first_stage_ndcg@10"])
+    return report, after
 
-    collection = Collection.open(settings.index_dir, "squad")
-    try:
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["maxsim", "cross-encoder"])
+def test_tune_reranker_trains_cards_and_registers_a_winner(
+    squad, minilm, arch, monkeypatch
+) -> None:
+    force_held_out_gain(monkeypatch, gain=True)
+    report, after = tune_a_reranker(squad, minilm, arch)
+    settings, _, _ = squad
+    assert report.registered
+    with closing(Collection.open(settings.index_dir, "squad")) as collection:
         registered = collection.registered_reranker()
-        # The guard: registered exactly when the fused ranking beat the first stage.
-        assert report.registered == (after["fused_ndcg@10"] > after["first_stage_ndcg@10"])
-        if report.registered:
-            assert registered and Path(registered["path"]) == report.model_path
-            assert registered["arch"] == arch
-            assert report.message.startswith("registered reranker")
-            # Search loads it as what it is, with the fusion weight the held-out queries picked.
-            reranker = Searcher(collection, settings).reranker().reranker
-            expected = MaxSimReranker if arch == "maxsim" else CrossEncoderReranker
-            assert isinstance(reranker, expected)
-            assert reranker.fusion == Fusion(after["fusion_weight"], 60)
-        else:
-            assert registered is None
-            assert report.message.startswith("not registered: the tuned reranker does not beat")
-    finally:
-        collection.close()
+        assert registered and Path(registered["path"]) == report.model_path
+        assert registered["arch"] == arch
+        assert report.message.startswith("registered reranker")
+        # Search loads it as what it is, with the fusion weight the held-out queries picked.
+        reranker = Searcher(collection, settings).reranker().reranker
+        expected = MaxSimReranker if arch == "maxsim" else CrossEncoderReranker
+        assert isinstance(reranker, expected)
+        assert reranker.fusion == Fusion(after["fusion_weight"], 60)
+
+
+@pytest.mark.slow
+def test_tune_reranker_saves_but_does_not_register_a_loser(squad, minilm, monkeypatch) -> None:
+    force_held_out_gain(monkeypatch, gain=False)
+    report, _ = tune_a_reranker(squad, minilm, "maxsim")
+    settings, _, _ = squad
+    assert not report.registered
+    with closing(Collection.open(settings.index_dir, "squad")) as collection:
+        assert collection.registered_reranker() is None
+    assert report.message.startswith("not registered: the tuned reranker does not beat")
+    assert (report.model_path / "rag-tune.json").is_file()
 
 
 def test_search_uses_the_registered_reranker_and_its_fusion(squad, cross_encoder_dir) -> None:
@@ -121,8 +154,23 @@ def test_search_uses_the_registered_reranker_and_its_fusion(squad, cross_encoder
         collection.close()
 
 
+def force_dense_gain(monkeypatch: pytest.MonkeyPatch, gain: bool) -> None:
+    """Make the tuned embedder's held-out dense nDCG@10 beat the current one's (`gain`) or only
+    match it: both are still computed, in that order, and their values replaced."""
+    real = commands.dense_ndcg
+    verdicts = iter([0.25, 0.75] if gain else [0.5, 0.5])
+
+    def forced(*args, **kwargs) -> float:
+        real(*args, **kwargs)
+        return next(verdicts)
+
+    monkeypatch.setattr(commands, "dense_ndcg", forced)
+
+
 @pytest.mark.slow
-def test_tune_retriever_reembeds_and_swaps_only_a_winner(squad, minilm) -> None:
+@pytest.mark.parametrize("gain", [True, False], ids=["gain", "no-gain"])
+def test_tune_retriever_reembeds_and_swaps_only_a_winner(squad, minilm, monkeypatch, gain) -> None:
+    force_dense_gain(monkeypatch, gain)
     settings, queries, qrels = squad
     options = TuneOptions(queries_file=queries, qrels_file=qrels, **{**TINY, "batch_size": 4})
     report = tune_retriever(settings, "squad", options, embedder=minilm)
@@ -130,11 +178,14 @@ def test_tune_retriever_reembeds_and_swaps_only_a_winner(squad, minilm) -> None:
     assert card["reembedded_chunks"] > 0 and card["training"]["steps"] == 1
     before = card["metrics"]["before"]["dense_ndcg@10"]
     after = card["metrics"]["after"]["dense_ndcg@10"]
-    assert report.registered == (after > before)
+    assert report.registered == (after > before) == gain
+    if gain:
+        assert report.message.startswith("'squad' now uses the tuned embedder")
+    else:
+        assert report.message.startswith("not registered: the tuned embedder does not beat")
     collection = Collection.open(settings.index_dir, "squad")
     try:
-        expected = str(report.model_path) if report.registered else MINILM
-        assert collection.embedder.name == expected
+        assert collection.embedder.name == (str(report.model_path) if gain else MINILM)
         assert "pending_embedder" not in collection.manifest
         hits = Searcher(collection, settings, reranker=None).search("Super Bowl 50").hits
         assert hits
