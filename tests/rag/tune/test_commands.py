@@ -193,8 +193,9 @@ def test_tune_retriever_reembeds_and_swaps_only_a_winner(squad, minilm, monkeypa
         collection.close()
 
 
-def test_tune_options_are_checked(squad) -> None:
-    settings, queries, _ = squad
+def test_tune_options_are_checked(settings, tmp_path: Path) -> None:
+    """Options are checked before the collection is opened: none is needed (nor exists) here."""
+    queries = tmp_path / "queries.jsonl"
     with pytest.raises(ConfigError, match="--queries and --qrels go together"):
         tune_reranker(settings, "squad", TuneOptions(queries_file=queries))
     with pytest.raises(ConfigError, match=r"unknown loss 'hinge' \(valid: mnrl, lambda"):
