@@ -76,7 +76,7 @@ def embed_on_ray(
                 vectors = np.frombuffer(row["vectors"], dtype=np.float32)
                 yield prepared, vectors.reshape(len(prepared.chunks), -1)
         except ray.exceptions.RayError as e:
-            raise RagError(f"the ingest job failed on the Ray cluster: {_first_line(e)}") from e
+            raise RagError(f"the ingest job failed on the Ray cluster: {_last_line(e)}") from e
 
 
 def _embed_workers(settings: Settings, resources: dict[str, float], gpus: bool) -> int:
@@ -142,6 +142,8 @@ class _EmbedWorker:
         return {"prepared": list(batch["prepared"]), "vectors": out}
 
 
-def _first_line(error: BaseException) -> str:
+def _last_line(error: BaseException) -> str:
+    """The last line of a Ray error: Ray puts the remote traceback first and the failing
+    exception, the part a person can act on, last."""
     lines = [line for line in str(error).splitlines() if line.strip()]
     return lines[-1] if lines else type(error).__name__

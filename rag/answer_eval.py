@@ -18,6 +18,8 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from rag.errors import ConfigError
+from rag.questions import read_answers
+from rag.text import CITATION
 
 ANSWER_METRICS = (
     "exact_match",
@@ -61,26 +63,9 @@ def _golds(record: dict[str, Any]) -> list[str]:
     return [str(gold)]
 
 
-def _without_citations(text: str) -> str:
-    return re.sub(r"\[\d+(?:\s*[,;]\s*\d+)*\]", " ", text)
-
-
 def load_records(path: Path) -> list[dict[str, Any]]:
-    """The lines of a `rag batch` answers file."""
-    if not path.is_file():
-        raise ConfigError(f"answers file not found: {path}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path.name}: not UTF-8 text (byte {e.object[e.start]:#x})") from e
-    records = []
-    # JSON lines end at "\n" only: splitlines() would also cut at U+2028 inside a string.
-    for n, line in enumerate(text.split("\n"), start=1):
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ConfigError(f"{path.name} line {n}: not JSON ({e.msg})") from e
+    """The records of a `rag batch` answers file to score; a file without any is an error."""
+    records = read_answers(path)
     if not records:
         raise ConfigError(f"{path} holds no answers")
     return records
@@ -92,7 +77,7 @@ def evaluate_answers(records: Sequence[dict[str, Any]]) -> dict[str, float | int
     for record in records:
         golds = _golds(record)
         answer = "" if record.get("refused") or record.get("error") else record.get("answer", "")
-        answer = _without_citations(answer or "")
+        answer = CITATION.sub(" ", answer or "")
         if golds:
             em.append(max(float(normalize(answer) == normalize(g)) for g in golds))
             f1.append(max(token_f1(answer, g) for g in golds))

@@ -22,6 +22,7 @@ from rag.generation import LLM, Delta, Done, Message, complete
 from rag.retrieval import Searcher, check_query
 from rag.settings import Settings
 from rag.templates import render
+from rag.text import CITATION, cited_numbers, marker_numbers
 from rag.types import (
     Answer,
     AnswerDone,
@@ -32,7 +33,7 @@ from rag.types import (
     SourcesFound,
     shown,
 )
-from rag.verification import CITATION, BiEncoderVerifier, Verifier, check_sentences, cited_numbers
+from rag.verification import BiEncoderVerifier, Verifier, check_sentences
 
 logger = logging.getLogger(__name__)
 
@@ -249,7 +250,7 @@ def drop_unknown_citations(text: str, count: int) -> tuple[str, tuple[int, ...]]
     dropped: list[int] = []
 
     def keep_known(match: re.Match[str]) -> str:
-        numbers = [int(n) for n in re.split(r"\s*[,;]\s*", match.group(1))]
+        numbers = marker_numbers(match)
         known = [n for n in numbers if 1 <= n <= count]
         dropped.extend(n for n in numbers if not 1 <= n <= count and n not in dropped)
         return f"[{', '.join(map(str, known))}]" if known else ""

@@ -1,10 +1,11 @@
-"""Question files: the questions of a batch, with their optional gold labels, read strictly.
+"""Question files and the answers files written for them, read strictly.
 
     questions = read_questions(Path("questions.jsonl"))   # or .csv: id, question[, answer, ...]
+    records = read_answers(Path("answers.jsonl"))         # the records `rag batch` wrote
 
-`rag batch`, `rag eval hits` and `rag tune --questions` read the same files through this module,
-which needs nothing of the answering stack. A value that cannot be used is one ConfigError naming
-the file, the line and the field.
+`rag batch`, `rag eval hits` and `rag tune --questions` read question files through this module,
+and `rag eval answers` reads answers files, none of them needing the answering stack. A value that
+cannot be used is one ConfigError naming the file, the line and the field.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ from typing import Any
 from rag.errors import ConfigError
 
 QUESTION_SUFFIXES = (".jsonl", ".csv")
+# How every line `rag batch` writes begins; a torn last line is a prefix of one.
+RECORD_START = b'{"id": '
+# An answers file's records, and the end of its last complete line.
+AnswerLines = tuple[list[dict[str, Any]], int]
 
 
 @dataclass(frozen=True)
@@ -160,3 +165,59 @@ def _page(where: str, value: Any) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
         return value
     raise ConfigError(f"{where}: 'page' must be a whole number from 1, not {value!r:.40}")
+
+
+# -- answers files ------------------------------------------------------------------------------
+
+
+def read_answers(path: Path) -> list[dict[str, Any]]:
+    """The records of an answers file `rag batch` wrote, every line of it complete."""
+    data = read_file_bytes(path, "answers file")
+    records, end = answer_records(data, path.name)
+    if end < len(data):
+        line = data.count(b"\n") + 1
+        raise ConfigError(
+            f"{path.name} line {line}: an unfinished last line (a rag batch still writing or "
+            "stopped mid-line): run that batch again to finish the file"
+        )
+    return records
+
+
+def answer_records(data: bytes, name: str, keys: tuple[str, ...] = ("id",)) -> AnswerLines:
+    """The records in the complete lines of an answers file, and the end of the last one.
+
+    Every line must be a record with `keys`, else the file is not ours (or damaged) and nothing may
+    be appended to it or cut from it. An unfinished last line must start as every record starts.
+    """
+    end = data.rfind(b"\n") + 1
+    records: list[dict[str, Any]] = []
+    lines = data[:end].split(b"\n")
+    for n, line in enumerate(lines[:-1], start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line.decode("utf-8"))
+        except (ValueError, RecursionError):  # not UTF-8, not JSON, too deep
+            record = None
+        if problem := _not_a_record(record, keys):
+            raise ConfigError(
+                f"{name} line {n}: {problem}, so it is not an answers file of rag batch or that "
+                "line is damaged: repair or delete the line, or answer into another file"
+            )
+        records.append(record)
+    tail = data[end:]
+    if tail and not RECORD_START.startswith(tail[: len(RECORD_START)]):
+        raise ConfigError(
+            f"{name} line {len(lines)}: an unfinished last line that rag batch did not write: end "
+            "it with a newline or delete it, or answer into another file"
+        )
+    return records, end
+
+
+def _not_a_record(record: Any, keys: tuple[str, ...]) -> str:
+    """Why one parsed line of an answers file is not a record with `keys`; "" when it is."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    if missing := [key for key in keys if key not in record]:
+        return f"no {missing[0]!r}"
+    return "" if isinstance(record["id"], str) else "its 'id' is not text"

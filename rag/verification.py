@@ -7,19 +7,14 @@ checks = check_sentences(answer_text, sources_by_n, verifier, threshold=0.5)
 from __future__ import annotations
 
 import itertools
-import re
 from collections.abc import Mapping
 from typing import Protocol
 
 import numpy as np
 
 from rag.embedding import Embedder
+from rag.text import CITATION, cited_numbers, split_sentences
 from rag.types import SentenceCheck
-
-CITATION = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
-# A sentence ends at . ! or ? followed by space and something that can start a sentence.
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
-_LEADING_CITATIONS = re.compile(r"^(?:\[\d+(?:\s*[,;]\s*\d+)*\]\s*)+[.;,]?\s*")
 
 
 class Verifier(Protocol):
@@ -28,32 +23,6 @@ class Verifier(Protocol):
     def support(self, claim: str, passages: list[str]) -> float:
         """How well the passages together support the claim, from 0 to 1."""
         ...
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences of an answer; a citation-only fragment joins the sentence before it."""
-    pieces = [p.strip() for p in _SENTENCE_END.split(text.strip()) if p.strip()]
-    sentences: list[str] = []
-    for piece in pieces:
-        # Markers written after the full stop ("... 24-10. [1] Next ...") belong to the sentence
-        # before them.
-        lead = _LEADING_CITATIONS.match(piece)
-        if sentences and lead:
-            sentences[-1] = f"{sentences[-1]} {lead.group(0).strip()}"
-            piece = piece[lead.end() :].strip()
-        if piece:
-            sentences.append(piece)
-    return sentences
-
-
-def cited_numbers(text: str) -> tuple[int, ...]:
-    """Source numbers cited in `text`, in order of first appearance."""
-    found: list[int] = []
-    for group in CITATION.findall(text):
-        for number in re.split(r"\s*[,;]\s*", group):
-            if int(number) not in found:
-                found.append(int(number))
-    return tuple(found)
 
 
 class BiEncoderVerifier:

@@ -8,10 +8,13 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.servers.openai_compat import OpenAICompatServer
 
 # Tests never reach for a model hub: models resolve to packaged or local copies. Nor do they see
 # this machine's hub cache: a cached cross-encoder would turn reranking on where tests expect it
@@ -94,6 +97,15 @@ def write_squad_docs(folder: Path, paragraphs: list[dict[str, object]], count: i
         path.write_text(f"# {paragraph['title']}\n\n{paragraph['context']}\n")
         paths.append(path)
     return paths
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[OpenAICompatServer]:
+    """A real OpenAI-compatible server on loopback answering as the `test/echo` model, shared by
+    the tests of one module: count its requests from a snapshot, not from zero, and start one of
+    your own for another behaviour (slow, failing, another model)."""
+    with OpenAICompatServer(models=["test/echo"]) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

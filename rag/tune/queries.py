@@ -32,6 +32,7 @@ from rag.generation import LLM, Message, complete
 from rag.questions import Question
 from rag.retrieval import Searcher
 from rag.templates import render
+from rag.text import split_sentences
 from rag.types import Chunk
 
 logger = logging.getLogger(__name__)
@@ -43,7 +44,6 @@ SYNTHETIC_SOURCES: dict[str, str] = {
     "llm": "a question the configured LLM writes for each sampled passage",
     "self": "the document title or a sentence cut out of the passage",
 }
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(])")
 
 
 @dataclass(frozen=True)
@@ -257,7 +257,11 @@ def self_supervised_queries(collection: Collection, limit: int, seed: int = 0) -
             if text.startswith(title):
                 passage = text[len(title) :].strip()
         else:
-            sentences = [s for s in _SENTENCE_END.split(text) if 5 <= len(s.split()) <= 40]
+            # A sentence joined with the marker after it across a line break is not in the
+            # text as written, so it could not be cut out of it.
+            sentences = [
+                s for s in split_sentences(text) if 5 <= len(s.split()) <= 40 and s in text
+            ]
             if len(sentences) >= 2:
                 query = rng.choice(sentences)
                 passage = " ".join(text.replace(query, " ").split())

@@ -27,13 +27,6 @@ from rag.retrieval import Searcher
 from rag.settings import Settings
 from tests.conftest import batch_collection, batch_command
 from tests.hostile.faults import fill_disk, small_disk
-from tests.servers.openai_compat import OpenAICompatServer
-
-
-@pytest.fixture(scope="module")
-def server():
-    with OpenAICompatServer(models=["test/echo"]) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

@@ -91,16 +91,17 @@ def test_bad_question_files(tmp_path: Path, name: str, content: str, message: st
         read_questions(path)
 
 
-def test_batch_answers_all_then_resumes_with_nothing_to_do(setup, minilm, tmp_path: Path) -> None:
+def test_batch_answers_all_then_resumes_with_nothing_to_do(
+    setup, minilm, server, tmp_path: Path
+) -> None:
     _, _, questions = setup
     out = tmp_path / "answers.jsonl"
-    with OpenAICompatServer(models=["test/echo"]) as server:
-        report = run_batch(
-            answerer_for(setup, minilm, server), questions, out, concurrency=3, progress=False
-        )
-        again = run_batch(
-            answerer_for(setup, minilm, server), questions, out, concurrency=3, progress=False
-        )
+    report = run_batch(
+        answerer_for(setup, minilm, server), questions, out, concurrency=3, progress=False
+    )
+    again = run_batch(
+        answerer_for(setup, minilm, server), questions, out, concurrency=3, progress=False
+    )
     assert (report.answered, report.failed) == (len(questions), 0)
     assert (again.skipped, again.answered) == (len(questions), 0)
     records = lines(out)
@@ -113,22 +114,19 @@ def test_batch_answers_all_then_resumes_with_nothing_to_do(setup, minilm, tmp_pa
 
 
 def test_a_failing_question_is_recorded_and_the_batch_goes_on(
-    setup, minilm, tmp_path: Path
+    setup, minilm, server, tmp_path: Path
 ) -> None:
     _, _, questions = setup
     out = tmp_path / "answers.jsonl"
-    with OpenAICompatServer(models=["test/echo"]) as server:
-        server.fail_next(500, times=1)
-        report = run_batch(
-            answerer_for(setup, minilm, server, retries=0), questions[:4], out, 1, False
-        )
+    server.fail_next(500, times=1)
+    report = run_batch(answerer_for(setup, minilm, server, retries=0), questions[:4], out, 1, False)
     assert (report.failed, report.answered) == (1, 3)
     failed = [r for r in lines(out) if r["error"]]
     assert len(failed) == 1 and "answered HTTP 500" in failed[0]["error"]
     assert failed[0]["question"]
 
 
-def test_several_gold_answers_and_the_gold_paragraph(setup, minilm, tmp_path: Path) -> None:
+def test_several_gold_answers_and_the_gold_paragraph(setup, minilm, server, tmp_path: Path) -> None:
     from rag.answer_eval import evaluate_answers
 
     qfile = tmp_path / "q.jsonl"
@@ -145,8 +143,7 @@ def test_several_gold_answers_and_the_gold_paragraph(setup, minilm, tmp_path: Pa
     assert question.answer == ("Denver Broncos", "the Broncos")
     assert question.paragraph == record["paragraph"]
     out = tmp_path / "answers.jsonl"
-    with OpenAICompatServer(models=["test/echo"]) as server:
-        run_batch(answerer_for(setup, minilm, server), [question], out, 1, False)
+    run_batch(answerer_for(setup, minilm, server), [question], out, 1, False)
     [answer] = lines(out)
     # Written as a JSON list, so that scoring takes the best of the gold answers.
     assert answer["gold_answer"] == ["Denver Broncos", "the Broncos"]

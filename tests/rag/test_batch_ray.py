@@ -25,12 +25,6 @@ from tests.servers.openai_compat import OpenAICompatServer
 
 
 @pytest.fixture(scope="module")
-def server():
-    with OpenAICompatServer(models=["test/echo"]) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
 def setup(tmp_path_factory, squad_paragraphs, minilm, server):
     """A real collection, settings that answer from the loopback server, and ten questions."""
     root = tmp_path_factory.mktemp("batch-ray")

@@ -44,6 +44,8 @@ REPLY = "I read sources [1], [2]. The answer is in source [1]."
 
 @pytest.fixture
 def server() -> Iterator[OpenAICompatServer]:
+    """A fresh server per test, serving MODEL: these tests change its behaviour and count its
+    requests from zero (the module-shared `test/echo` one in tests/conftest.py would not do)."""
     with OpenAICompatServer(models=[MODEL]) as running:
         yield running
 

@@ -17,8 +17,8 @@ from rag.pipeline import REFUSAL_TEXT, Answerer, drop_unknown_citations
 from rag.retrieval import Searcher
 from rag.settings import Settings
 from rag.templates import render
+from rag.text import split_sentences
 from rag.types import AnswerDone, AnswerToken, SourcesFound
-from rag.verification import BiEncoderVerifier, split_sentences
 from tests.conftest import write_squad_docs
 from tests.servers.openai_compat import OpenAICompatServer
 
@@ -218,13 +218,6 @@ def test_drop_unknown_citations_keeps_known_ones_in_groups() -> None:
     assert (text, dropped) == ("A [1]. B. C [2].", (7, 8))
     text, dropped = drop_unknown_citations("It is five [5], [12], [38]. Then [2], [9]", 5)
     assert (text, dropped) == ("It is five [5]. Then [2]", (12, 38, 9))
-
-
-def test_bi_encoder_verifier(minilm) -> None:
-    verifier = BiEncoderVerifier(minilm)
-    passage = "Super Bowl 50 was played at Levi's Stadium. The Broncos beat the Panthers 24-10."
-    assert verifier.support("The Broncos beat the Panthers 24–10.", [passage]) > 0.85
-    assert verifier.support("Photosynthesis happens in chloroplasts.", [passage]) < 0.3
 
 
 def test_rag_ask_json_against_the_loopback_server(squad, tmp_path: Path) -> None:

@@ -1,7 +1,11 @@
-"""The training-free MaxSim reranker over real MiniLM token embeddings."""
+"""The training-free MaxSim reranker over real MiniLM token embeddings, and the fusion of a
+reranker's order with the first stage's."""
 
 from __future__ import annotations
 
+import pytest
+
+from rag.errors import ModelError
 from rag.rerank import Fusion, MaxSimReranker
 from rag.types import Chunk, Hit
 from tests.conftest import MINILM
@@ -42,3 +46,12 @@ def test_maxsim_is_chosen_by_name_and_needs_no_training() -> None:
     missing = choose_reranker(None, "maxsim:/no/such/model", True, "cpu", 256)
     assert missing.reranker is None
     assert missing.reason and missing.reason.startswith("reranking is off: ")
+
+
+def test_fusion_weights_between_the_two_orders() -> None:
+    scores = [0.1, 0.9, 0.5]  # the reranker puts candidate 1 first, then 2, then 0
+    order = lambda fused: sorted(range(3), key=lambda i: -fused[i])  # noqa: E731
+    assert order(Fusion(1.0).fuse(scores)) == [1, 2, 0]
+    assert order(Fusion(0.0).fuse(scores)) == [0, 1, 2]
+    with pytest.raises(ModelError, match="fusion weight must be within"):
+        Fusion(1.5)

@@ -1,25 +1,27 @@
 """`rag tune` end to end with the real MiniLM on a few SQuAD paragraphs (a handful of steps), and
-the manifest mechanics it relies on: the registered reranker and the atomic embedder swap."""
+what search does with its results: the registered reranker, and an embedder swap under a live
+searcher (the swap itself is tested in tests/rag/test_collection.py)."""
 
 from __future__ import annotations
 
 import json
 import shutil
+from contextlib import closing
+from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from ingest.pipeline import IngestJob
 from rag.cli import cli
-from rag.collection import MANIFEST, Collection, EmbedderInfo
-from rag.embedding import HashEmbedder
+from rag.collection import Collection, EmbedderInfo
 from rag.errors import ConfigError
 from rag.models import packaged_path
 from rag.rerank import CrossEncoderReranker, Fusion, MaxSimReranker, multi_vector_model
 from rag.retrieval import Searcher
-from rag.tune import TuneOptions, tune_reranker, tune_retriever
+from rag.tune import TuneOptions, TuneReport, commands, tune_reranker, tune_retriever
+from rag.tune.heldout import RerankScores
 from tests.conftest import MINILM, write_squad_docs
 
 PARAGRAPHS = 10
@@ -61,9 +63,23 @@ def squad(tmp_path, squad_paragraphs, minilm):
     return settings, queries, qrels
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("arch", ["maxsim", "cross-encoder"])
-def test_tune_reranker_trains_cards_and_registers_only_a_winner(squad, minilm, arch) -> None:
+def force_held_out_gain(monkeypatch: pytest.MonkeyPatch, gain: bool) -> None:
+    """Make the tuned reranker's held-out scores beat the first stage (`gain`) or only match it,
+    whatever one training step did: the real evaluation still runs, its verdict is replaced."""
+    real = commands.evaluate_reranking
+
+    def forced(candidates, reranker, progress: bool = True) -> RerankScores:
+        scores = real(candidates, reranker, progress)
+        if gain:
+            return replace(scores, first_stage=0.25, fused=0.75, weight=0.5)
+        return replace(scores, first_stage=0.5, fused=0.5, weight=0.0)
+
+    monkeypatch.setattr(commands, "evaluate_reranking", forced)
+
+
+def tune_a_reranker(squad, minilm, arch: str) -> tuple[TuneReport, dict]:
+    """`tune_reranker` in the smallest run; what every run leaves is checked, the report and the
+    held-out scores returned."""
     settings, queries, qrels = squad
     options = TuneOptions(queries_file=queries, qrels_file=qrels, arch=arch, **TINY)
     report = tune_reranker(settings, "squad", options, embedder=minilm)
@@ -79,26 +95,42 @@ def test_tune_reranker_trains_cards_and_registers_only_a_winner(squad, minilm, a
     assert "## Held-out metrics" in (report.model_path / "README.md").read_text()
     # A finished run leaves no work behind.
     assert not (settings.index_dir / "squad" / "tune" / "reranker").exists()
+    # The guard: registered exactly when the fused ranking beat the first stage.
+    assert report.registered == (after["fused_ndcg@10"] > after["first_stage_ndcg@10"])
+    return report, after
 
-    collection = Collection.open(settings.index_dir, "squad")
-    try:
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["maxsim", "cross-encoder"])
+def test_tune_reranker_trains_cards_and_registers_a_winner(
+    squad, minilm, arch, monkeypatch
+) -> None:
+    force_held_out_gain(monkeypatch, gain=True)
+    report, after = tune_a_reranker(squad, minilm, arch)
+    settings, _, _ = squad
+    assert report.registered
+    with closing(Collection.open(settings.index_dir, "squad")) as collection:
         registered = collection.registered_reranker()
-        # The guard: registered exactly when the fused ranking beat the first stage.
-        assert report.registered == (after["fused_ndcg@10"] > after["first_stage_ndcg@10"])
-        if report.registered:
-            assert registered and Path(registered["path"]) == report.model_path
-            assert registered["arch"] == arch
-            assert report.message.startswith("registered reranker")
-            # Search loads it as what it is, with the fusion weight the held-out queries picked.
-            reranker = Searcher(collection, settings).reranker().reranker
-            expected = MaxSimReranker if arch == "maxsim" else CrossEncoderReranker
-            assert isinstance(reranker, expected)
-            assert reranker.fusion == Fusion(after["fusion_weight"], 60)
-        else:
-            assert registered is None
-            assert report.message.startswith("not registered: the tuned reranker does not beat")
-    finally:
-        collection.close()
+        assert registered and Path(registered["path"]) == report.model_path
+        assert registered["arch"] == arch
+        assert report.message.startswith("registered reranker")
+        # Search loads it as what it is, with the fusion weight the held-out queries picked.
+        reranker = Searcher(collection, settings).reranker().reranker
+        expected = MaxSimReranker if arch == "maxsim" else CrossEncoderReranker
+        assert isinstance(reranker, expected)
+        assert reranker.fusion == Fusion(after["fusion_weight"], 60)
+
+
+@pytest.mark.slow
+def test_tune_reranker_saves_but_does_not_register_a_loser(squad, minilm, monkeypatch) -> None:
+    force_held_out_gain(monkeypatch, gain=False)
+    report, _ = tune_a_reranker(squad, minilm, "maxsim")
+    settings, _, _ = squad
+    assert not report.registered
+    with closing(Collection.open(settings.index_dir, "squad")) as collection:
+        assert collection.registered_reranker() is None
+    assert report.message.startswith("not registered: the tuned reranker does not beat")
+    assert (report.model_path / "rag-tune.json").is_file()
 
 
 def test_search_uses_the_registered_reranker_and_its_fusion(squad, cross_encoder_dir) -> None:
@@ -122,8 +154,23 @@ def test_search_uses_the_registered_reranker_and_its_fusion(squad, cross_encoder
         collection.close()
 
 
+def force_dense_gain(monkeypatch: pytest.MonkeyPatch, gain: bool) -> None:
+    """Make the tuned embedder's held-out dense nDCG@10 beat the current one's (`gain`) or only
+    match it: both are still computed, in that order, and their values replaced."""
+    real = commands.dense_ndcg
+    verdicts = iter([0.25, 0.75] if gain else [0.5, 0.5])
+
+    def forced(*args, **kwargs) -> float:
+        real(*args, **kwargs)
+        return next(verdicts)
+
+    monkeypatch.setattr(commands, "dense_ndcg", forced)
+
+
 @pytest.mark.slow
-def test_tune_retriever_reembeds_and_swaps_only_a_winner(squad, minilm) -> None:
+@pytest.mark.parametrize("gain", [True, False], ids=["gain", "no-gain"])
+def test_tune_retriever_reembeds_and_swaps_only_a_winner(squad, minilm, monkeypatch, gain) -> None:
+    force_dense_gain(monkeypatch, gain)
     settings, queries, qrels = squad
     options = TuneOptions(queries_file=queries, qrels_file=qrels, **{**TINY, "batch_size": 4})
     report = tune_retriever(settings, "squad", options, embedder=minilm)
@@ -131,11 +178,14 @@ def test_tune_retriever_reembeds_and_swaps_only_a_winner(squad, minilm) -> None:
     assert card["reembedded_chunks"] > 0 and card["training"]["steps"] == 1
     before = card["metrics"]["before"]["dense_ndcg@10"]
     after = card["metrics"]["after"]["dense_ndcg@10"]
-    assert report.registered == (after > before)
+    assert report.registered == (after > before) == gain
+    if gain:
+        assert report.message.startswith("'squad' now uses the tuned embedder")
+    else:
+        assert report.message.startswith("not registered: the tuned embedder does not beat")
     collection = Collection.open(settings.index_dir, "squad")
     try:
-        expected = str(report.model_path) if report.registered else MINILM
-        assert collection.embedder.name == expected
+        assert collection.embedder.name == (str(report.model_path) if gain else MINILM)
         assert "pending_embedder" not in collection.manifest
         hits = Searcher(collection, settings, reranker=None).search("Super Bowl 50").hits
         assert hits
@@ -143,8 +193,9 @@ def test_tune_retriever_reembeds_and_swaps_only_a_winner(squad, minilm) -> None:
         collection.close()
 
 
-def test_tune_options_are_checked(squad) -> None:
-    settings, queries, _ = squad
+def test_tune_options_are_checked(settings, tmp_path: Path) -> None:
+    """Options are checked before the collection is opened: none is needed (nor exists) here."""
+    queries = tmp_path / "queries.jsonl"
     with pytest.raises(ConfigError, match="--queries and --qrels go together"):
         tune_reranker(settings, "squad", TuneOptions(queries_file=queries))
     with pytest.raises(ConfigError, match=r"unknown loss 'hinge' \(valid: mnrl, lambda"):
@@ -179,76 +230,6 @@ def test_search_uses_a_registered_maxsim_reranker(squad) -> None:
         cli, ["collections", "info", "squad"], env={"RAG_INDEX_DIR": str(settings.index_dir)}
     )
     assert "reranker:  models/reranker-m (maxsim, fusion weight 0.6)" in info.output
-
-
-# -- the embedder swap ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def hashed(tmp_path, squad_paragraphs):
-    from rag.settings import Settings
-
-    embedder = HashEmbedder()
-    settings = Settings.load(
-        index_dir=tmp_path / "indexes", progress=False, device="cpu", embedding_model=embedder.name
-    )
-    docs = write_squad_docs(tmp_path / "docs", squad_paragraphs, 6)
-    IngestJob(settings, embedder=embedder).run_files("h", docs)
-    return settings
-
-
-def test_embedder_swap_is_all_or_nothing(hashed) -> None:
-    collection = Collection.open(hashed.index_dir, "h")
-    keys, _ = collection.store.live_texts()
-    vectors = np.ones((len(keys), 8), np.float32)
-    generation = collection.store.generation
-
-    # Killed after the manifest named the new embedder, before the store commit: the old one
-    # stays, and the next open forgets the pending entry.
-    manifest = json.loads((collection.path / MANIFEST).read_text())
-    manifest["pending_embedder"] = {
-        "name": "test/other",
-        "dimension": 8,
-        "generation": generation + 1,
-    }
-    (collection.path / MANIFEST).write_text(json.dumps(manifest))
-    collection.close()
-    collection = Collection.open(hashed.index_dir, "h")
-    assert collection.embedder.name == "test/hash-embedder"
-    assert "pending_embedder" not in collection.manifest
-
-    # Killed after the store commit, before the manifest was settled: the new one is in force.
-    collection.store.replace_vectors(keys, vectors, expected_generation=generation)
-    (collection.path / MANIFEST).write_text(json.dumps(manifest))
-    collection.manifest = manifest
-    assert collection.embedder.name == "test/other"
-    collection.close()
-    collection = Collection.open(hashed.index_dir, "h")
-    assert collection.manifest["embedder"] == {"name": "test/other", "dimension": 8}
-    assert "pending_embedder" not in collection.manifest
-    collection.close()
-
-
-def test_replace_embedder_checks_coverage_and_dimension(hashed) -> None:
-    from rag.errors import CollectionError
-
-    collection = Collection.open(hashed.index_dir, "h")
-    try:
-        keys, _ = collection.store.live_texts()
-        with pytest.raises(CollectionError, match="do not match embedder dimension 8"):
-            collection.replace_embedder(
-                EmbedderInfo("x", 8), keys, np.zeros((len(keys), 4), np.float32)
-            )
-        with pytest.raises(CollectionError, match=r"new vectors cover \d+ of \d+ live chunks"):
-            collection.replace_embedder(
-                EmbedderInfo("x", 8), keys[:1], np.zeros((1, 8), np.float32)
-            )
-    finally:
-        collection.close()
-    # The failed swaps changed nothing.
-    collection = Collection.open(hashed.index_dir, "h")
-    assert collection.embedder.name == "test/hash-embedder"
-    collection.close()
 
 
 def test_a_live_searcher_follows_an_embedder_swap(squad, minilm, tmp_path) -> None:

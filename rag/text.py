@@ -1,0 +1,52 @@
+"""Sentences and source markers in text: the one splitter and the one citation pattern.
+
+    split_sentences("It opened in 1890. [1] It closed in 1990.")   # ["It opened in 1890. [1]", ...]
+    cited_numbers("Paris [1, 3]. Lyon [2].")                      # (1, 3, 2)
+
+Verification splits answers and passages into sentences and reads the `[n]` markers back; the
+answer scores drop the markers before comparing words; tuning cuts sentences out of passages as
+queries. They share this module, which needs nothing but `re`.
+"""
+
+from __future__ import annotations
+
+import re
+
+# A source marker: "[1]", or a list of them in one pair of brackets, "[1, 3]" or "[2; 4]".
+CITATION = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
+_NUMBER_SEPARATOR = re.compile(r"\s*[,;]\s*")
+# A sentence ends at . ! or ? followed by space and something that can start a sentence: a capital
+# or a digit, perhaps after an opening quote, parenthesis or bracket.
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
+_LEADING_CITATIONS = re.compile(rf"^(?:{CITATION.pattern}\s*)+[.;,]?\s*")
+
+
+def split_sentences(text: str) -> list[str]:
+    """The sentences of `text`, stripped; a citation-only fragment joins the sentence before it."""
+    pieces = [p.strip() for p in _SENTENCE_END.split(text.strip()) if p.strip()]
+    sentences: list[str] = []
+    for piece in pieces:
+        # Markers written after the full stop ("... 24-10. [1] Next ...") belong to the sentence
+        # before them.
+        lead = _LEADING_CITATIONS.match(piece)
+        if sentences and lead:
+            sentences[-1] = f"{sentences[-1]} {lead.group(0).strip()}"
+            piece = piece[lead.end() :].strip()
+        if piece:
+            sentences.append(piece)
+    return sentences
+
+
+def marker_numbers(marker: re.Match[str]) -> list[int]:
+    """The source numbers of one CITATION match, in the order written."""
+    return [int(number) for number in _NUMBER_SEPARATOR.split(marker.group(1))]
+
+
+def cited_numbers(text: str) -> tuple[int, ...]:
+    """Source numbers cited in `text`, in order of first appearance."""
+    found: list[int] = []
+    for marker in CITATION.finditer(text):
+        for number in marker_numbers(marker):
+            if number not in found:
+                found.append(number)
+    return tuple(found)

@@ -1,0 +1,64 @@
+"""The one sentence splitter and citation pattern, on real SQuAD text: verification splits answers
+and passages with them, tuning cuts sentences out of passages, answer scores drop the markers."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.text import CITATION, cited_numbers, marker_numbers, split_sentences
+
+
+def context(paragraphs: list[dict[str, object]], title: str, holding: str) -> str:
+    return next(
+        str(p["context"])
+        for p in paragraphs
+        if p["title"] == title and holding in str(p["context"])
+    )
+
+
+def test_a_squad_paragraph_splits_into_sentences_cut_from_it(squad_paragraphs) -> None:
+    text = context(squad_paragraphs, "Super_Bowl_50", "Super Bowl 50 was an American football")
+    sentences = split_sentences(text)
+    assert len(sentences) == 4
+    assert sentences[0] == (
+        "Super Bowl 50 was an American football game to determine the champion of the National "
+        "Football League (NFL) for the 2015 season."
+    )
+    assert sentences[2].startswith("The game was played on February 7, 2016, at Levi's Stadium")
+    # Tuning cuts a sentence out of its passage: each is there as written, and none is lost.
+    assert all(sentence in text for sentence in sentences)
+    assert " ".join(sentences) == text
+
+
+def test_a_quotation_opens_a_sentence(squad_paragraphs) -> None:
+    text = context(squad_paragraphs, "Martin_Luther", "Black Cloister")
+    sentences = split_sentences(text)
+    assert any(
+        s.startswith('"This day you see me, and then, not ever again," he said.') for s in sentences
+    )
+    assert any(s.endswith("walked him to the door of the Black Cloister.") for s in sentences)
+
+
+def test_markers_after_the_full_stop_stay_with_their_sentence(squad_paragraphs) -> None:
+    first, second, *_ = split_sentences(
+        context(squad_paragraphs, "Super_Bowl_50", "Super Bowl 50 was an American football")
+    )
+    answer = f"{first} [1] {second} [1, 2]. [3]"
+    assert split_sentences(answer) == [f"{first} [1]", f"{second} [1, 2]. [3]"]
+    # A reply that opens with a marker has no sentence before it to join.
+    assert split_sentences(f"[2] {second}") == [f"[2] {second}"]
+    assert split_sentences("   ") == []
+
+
+def test_markers_are_read_back_in_order_and_dropped_for_scoring() -> None:
+    text = "Denver won [2; 4]. It was in Santa Clara [1, 2] [3], not [x] or [1-2]."
+    assert cited_numbers(text) == (2, 4, 1, 3)
+    assert [marker_numbers(m) for m in CITATION.finditer(text)] == [[2, 4], [1, 2], [3]]
+    assert " ".join(CITATION.sub(" ", text).split()) == (
+        "Denver won . It was in Santa Clara , not [x] or [1-2]."
+    )
+
+
+@pytest.mark.parametrize("marker", ["[1]", "[1,2]", "[1 , 2]", "[10; 2]"])
+def test_every_marker_form_is_one_match(marker: str) -> None:
+    assert [m.group(0) for m in CITATION.finditer(f"Paris {marker}.")] == [marker]

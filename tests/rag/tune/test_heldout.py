@@ -1,0 +1,86 @@
+"""Held-out queries: the split, nDCG@10 before and after, the fusion weight and the guard."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from rag.errors import ConfigError
+from rag.tune.heldout import (
+    Candidates,
+    dense_ndcg,
+    evaluate_reranking,
+    held_out_candidates,
+    split_held_out,
+)
+from rag.tune.queries import TrainQuery
+from rag.types import Chunk
+
+
+def test_held_out_split_is_stable_and_checked() -> None:
+    queries = [TrainQuery(str(n), "q", (n,), frozenset({"s"}), "self") for n in range(50)]
+    train, held = split_held_out(queries, 0.2)
+    assert (train, held) == split_held_out(list(queries), 0.2)
+    assert len(train) + len(held) == 50 and 3 <= len(held) <= 20
+    _, capped = split_held_out(queries, 0.5, limit=4)
+    assert len(capped) == 4
+    with pytest.raises(ConfigError, match="too few to train on"):
+        split_held_out(queries[:1], 0.2)
+    with pytest.raises(ConfigError, match="held-out fraction must be between 0 and 1"):
+        split_held_out(queries, 1.0)
+
+
+class _Oracle:
+    """Scores a text 1 when it is a relevant passage: a reranker that is always right."""
+
+    def __init__(self, relevant: set[str]) -> None:
+        self.relevant = relevant
+
+    def score(self, query: str, texts: Sequence[str]) -> list[float]:
+        return [1.0 if text in self.relevant else 0.0 for text in texts]
+
+
+class _Constant:
+    def score(self, query: str, texts: Sequence[str]) -> list[float]:
+        return [0.0] * len(texts)
+
+
+def test_held_out_scoring_picks_a_fusion_weight_and_guards_against_no_gain() -> None:
+    query = TrainQuery("1", "q", (1,), frozenset({"b"}), "labelled")
+    candidates = [Candidates(query, ("text a", "text b"), ("a", "b"))]
+    good = evaluate_reranking(candidates, _Oracle({"text b"}), progress=False)
+    assert good.first_stage < good.fused == good.reranker == 1.0 and good.weight > 0
+    flat = evaluate_reranking(candidates, _Constant(), progress=False)
+    # Nothing gained: the best fusion is the first stage itself (weight 0), which the guard
+    # (fused > first stage) refuses to register.
+    assert flat.fused == flat.first_stage and flat.weight == 0.0
+
+
+def _chunk(n: int, source: str) -> Chunk:
+    return Chunk(id=f"c{n}", document_id=source, source=source, page=1, start=0, end=1, text="t")
+
+
+def test_dense_ndcg_ranks_documents_by_their_best_chunk() -> None:
+    keys = np.array([10, 11, 12])
+    vectors = np.eye(3, dtype=np.float32)
+    query = TrainQuery("1", "q", (12,), frozenset({"c"}), "self")
+    chunks = {10: _chunk(10, "a"), 11: _chunk(11, "b"), 12: _chunk(12, "c")}
+    assert dense_ndcg(np.array([[0, 0, 1.0]]), keys, vectors, chunks, [query]) == 1.0
+    assert dense_ndcg(np.array([[1.0, 0.5, 0]]), keys, vectors, chunks, [query]) == 0.5
+    # Judged by passage, another chunk of the same document no longer counts.
+    same_doc = {10: _chunk(10, "c"), 11: _chunk(11, "b"), 12: _chunk(12, "c")}
+    by_document = TrainQuery("1", "q", (12,), frozenset({"c"}), "questions")
+    by_passage = TrainQuery("1", "q", (12,), frozenset({"c12"}), "questions", passages=True)
+    assert dense_ndcg(np.array([[1.0, 0.5, 0]]), keys, vectors, same_doc, [by_document]) == 1.0
+    assert dense_ndcg(np.array([[1.0, 0.5, 0]]), keys, vectors, same_doc, [by_passage]) == 0.5
+
+
+def test_held_out_candidates_are_first_stage_hits(hashed, squad_paragraphs) -> None:
+    searcher, _ = hashed
+    query = TrainQuery("1", squad_paragraphs[0]["questions"][0], (1,), frozenset(), "labelled")
+    [found] = held_out_candidates(searcher, [query], depth=5)
+    hits = searcher.retrieve(query.text, 5, "hybrid")
+    assert found.texts == tuple(hit.chunk.text for hit in hits)
+    assert found.units == tuple(hit.chunk.source for hit in hits)
