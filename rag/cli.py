@@ -363,52 +363,12 @@ def collections_info(
     from rag.collection import Collection
 
     settings = load_settings(config_file, index_dir=index_dir)
-    opened = Collection.open(settings.index_dir, name)
-    try:
-        documents, chunks = opened.store.counts()
-        manifest = opened.manifest
-        index = opened.index_info()
-        info = {
-            "name": opened.name,
-            "path": str(opened.path),
-            "documents": documents,
-            "chunks": chunks,
-            "embedder": manifest["embedder"],
-            "chunking": manifest["chunking"],
-            "index": {
-                "type": index.get("kind", "not built"),
-                "setting": settings.index_type,
-                **({"tuning": index["tuning"]} if "tuning" in index else {}),
-            },
-            "lexical": manifest.get("lexical"),
-            "reranker": manifest.get("reranker"),
-            "created_at": manifest.get("created_at"),
-        }
-    finally:
-        opened.close()
+    with Collection.open(settings.index_dir, name) as opened:
+        info = opened.describe(settings.index_type)
     if as_json:
-        click.echo(json.dumps(info, indent=2))
-        return
-    click.echo(f"{info['name']}  ({info['path']})")
-    click.echo(f"  documents: {documents}   chunks: {chunks}")
-    click.echo(
-        f"  embedder:  {manifest['embedder']['name']} ({manifest['embedder']['dimension']}-d)"
-    )
-    chunking = manifest["chunking"]
-    click.echo(
-        f"  chunking:  {chunking['chunk_tokens']} tokens, overlap {chunking['chunk_overlap']}"
-    )
-    tuning = index.get("tuning")
-    tuned = ", ".join(f"{k} {v}" for k, v in tuning.items()) if tuning else ""
-    click.echo(f"  index:     {info['index']['type']}" + (f" (tuned: {tuned})" if tuned else ""))
-    reranker = manifest.get("reranker")
-    if reranker:
-        fusion = reranker.get("fusion") or {}
-        kind = reranker.get("arch", "cross-encoder")
-        weight = f", fusion weight {fusion['weight']}" if "weight" in fusion else ""
-        click.echo(f"  reranker:  {reranker['path']} ({kind}{weight})")
+        click.echo(json.dumps(info.to_json(), indent=2))
     else:
-        click.echo("  reranker:  none registered")
+        click.echo("\n".join(info.lines()))
 
 
 @collections.command("delete")

@@ -18,7 +18,7 @@ from rag.embedding import Embedder, embedder_for
 from rag.errors import ConfigError
 from rag.index import index_params
 from rag.models import set_torch_threads
-from rag.rerank import CROSS_ENCODER, Fusion, Reranker, RerankerChoice, choose_reranker
+from rag.rerank import CROSS_ENCODER, Reranker, RerankerChoice, choose_reranker
 from rag.settings import SearchMode, Settings
 from rag.types import Hit, SearchResult
 
@@ -80,16 +80,15 @@ class Searcher:
         """The reranker in use (resolved once): given, the collection's own, or the configured."""
         if self._reranker_choice is None:
             if self._reranker_arg == "auto":
-                registered = self.collection.registered_reranker() or {}
-                fusion = registered.get("fusion")
+                registered = self.collection.registered_reranker()
                 self._reranker_choice = choose_reranker(
-                    registered.get("path"),
+                    registered.path if registered else None,
                     self.settings.reranker,
                     self.settings.rerank,
                     self.settings.device,
                     self.settings.rerank_max_length,
-                    Fusion(float(fusion["weight"]), int(fusion["k"])) if fusion else None,
-                    registered.get("arch", CROSS_ENCODER),
+                    registered.fusion if registered else None,
+                    registered.kind if registered else CROSS_ENCODER,
                 )
             elif self._reranker_arg is None or isinstance(self._reranker_arg, str):
                 self._reranker_choice = RerankerChoice(None, "reranking is off")

@@ -16,6 +16,7 @@ from rag.cli import cli
 from rag.collection import MANIFEST, Collection, EmbedderInfo
 from rag.embedding import HashEmbedder
 from rag.errors import ConfigError
+from rag.manifest import Manifest, RegisteredReranker
 from rag.models import packaged_path
 from rag.rerank import CrossEncoderReranker, Fusion, MaxSimReranker, multi_vector_model
 from rag.retrieval import Searcher
@@ -86,8 +87,8 @@ def test_tune_reranker_trains_cards_and_registers_only_a_winner(squad, minilm, a
         # The guard: registered exactly when the fused ranking beat the first stage.
         assert report.registered == (after["fused_ndcg@10"] > after["first_stage_ndcg@10"])
         if report.registered:
-            assert registered and Path(registered["path"]) == report.model_path
-            assert registered["arch"] == arch
+            assert registered and Path(registered.path) == report.model_path
+            assert registered.arch == arch
             assert report.message.startswith("registered reranker")
             # Search loads it as what it is, with the fusion weight the held-out queries picked.
             reranker = Searcher(collection, settings).reranker().reranker
@@ -106,7 +107,7 @@ def test_search_uses_the_registered_reranker_and_its_fusion(squad, cross_encoder
     collection = Collection.open(settings.index_dir, "squad")
     try:
         shutil.copytree(cross_encoder_dir, collection.path / "models" / "reranker-x")
-        collection.set_reranker({"path": "models/reranker-x", "fusion": {"weight": 0.7, "k": 60}})
+        collection.set_reranker(RegisteredReranker("models/reranker-x", fusion=Fusion(0.7, 60)))
         searcher = Searcher(collection, settings)
         reranker = searcher.reranker().reranker
         assert isinstance(reranker, CrossEncoderReranker)
@@ -136,7 +137,7 @@ def test_tune_retriever_reembeds_and_swaps_only_a_winner(squad, minilm) -> None:
     try:
         expected = str(report.model_path) if report.registered else MINILM
         assert collection.embedder.name == expected
-        assert "pending_embedder" not in collection.manifest
+        assert collection.manifest.pending_embedder is None
         hits = Searcher(collection, settings, reranker=None).search("Super Bowl 50").hits
         assert hits
     finally:
@@ -164,7 +165,7 @@ def test_search_uses_a_registered_maxsim_reranker(squad) -> None:
         folder = collection.path / "models" / "reranker-m"
         multi_vector_model(MINILM, "cpu").save(str(folder))
         collection.set_reranker(
-            {"path": "models/reranker-m", "arch": "maxsim", "fusion": {"weight": 0.6, "k": 60}}
+            RegisteredReranker("models/reranker-m", arch="maxsim", fusion=Fusion(0.6, 60))
         )
         reranker = Searcher(collection, settings).reranker().reranker
         assert isinstance(reranker, MaxSimReranker) and reranker.fusion == Fusion(0.6, 60)
@@ -215,17 +216,17 @@ def test_embedder_swap_is_all_or_nothing(hashed) -> None:
     collection.close()
     collection = Collection.open(hashed.index_dir, "h")
     assert collection.embedder.name == "test/hash-embedder"
-    assert "pending_embedder" not in collection.manifest
+    assert collection.manifest.pending_embedder is None
 
     # Killed after the store commit, before the manifest was settled: the new one is in force.
     collection.store.replace_vectors(keys, vectors, expected_generation=generation)
     (collection.path / MANIFEST).write_text(json.dumps(manifest))
-    collection.manifest = manifest
+    collection.manifest = Manifest.from_json(manifest)
     assert collection.embedder.name == "test/other"
     collection.close()
     collection = Collection.open(hashed.index_dir, "h")
-    assert collection.manifest["embedder"] == {"name": "test/other", "dimension": 8}
-    assert "pending_embedder" not in collection.manifest
+    assert collection.manifest.to_json()["embedder"] == {"name": "test/other", "dimension": 8}
+    assert collection.manifest.pending_embedder is None
     collection.close()
 
 
