@@ -446,7 +446,7 @@ def eval_retrieval(
     opened = Collection.open(settings.index_dir, name)
     try:
         searcher = Searcher(opened, settings)
-        notice = searcher.reranker().reason
+        notice = searcher.reranker_choice().reason
         if notice:
             click.echo(notice, err=True)
         results = evaluate_retrieval(
@@ -545,7 +545,7 @@ def eval_hits(
     opened = Collection.open(settings.index_dir, collection)
     try:
         searcher = Searcher(opened, settings)
-        notice = searcher.reranker().reason
+        notice = searcher.reranker_choice().reason
         if notice:
             click.echo(notice, err=True)
         scores = evaluate_hits(searcher, items, ks or HIT_KS, progress=settings.progress)

@@ -76,8 +76,9 @@ class Searcher:
         self._reranker_arg = reranker
         self._reranker_choice: RerankerChoice | None = None
 
-    def reranker(self) -> RerankerChoice:
-        """The reranker in use (resolved once): given, the collection's own, or the configured."""
+    def reranker_choice(self) -> RerankerChoice:
+        """Which reranker search uses (resolved once): the one given, the collection's own, or
+        the configured one; or none, with the reason reranking is off."""
         if self._reranker_choice is None:
             if self._reranker_arg == "auto":
                 registered = self.collection.registered_reranker()
@@ -120,7 +121,7 @@ class Searcher:
         """Retrieve, rerank the top `rerank_depth` when a reranker is available, cut to top_k."""
         top_k = top_k or self.settings.top_k
         notices: list[str] = []
-        choice = self.reranker() if rerank else RerankerChoice(None, None)
+        choice = self.reranker_choice() if rerank else RerankerChoice(None, None)
         started = time.perf_counter()
         if choice.reranker is None:
             if choice.reason:

@@ -91,7 +91,7 @@ def test_tune_reranker_trains_cards_and_registers_only_a_winner(squad, minilm, a
             assert registered.arch == arch
             assert report.message.startswith("registered reranker")
             # Search loads it as what it is, with the fusion weight the held-out queries picked.
-            reranker = Searcher(collection, settings).reranker().reranker
+            reranker = Searcher(collection, settings).reranker_choice().reranker
             expected = MaxSimReranker if arch == "maxsim" else CrossEncoderReranker
             assert isinstance(reranker, expected)
             assert reranker.fusion == Fusion(after["fusion_weight"], 60)
@@ -109,7 +109,7 @@ def test_search_uses_the_registered_reranker_and_its_fusion(squad, cross_encoder
         shutil.copytree(cross_encoder_dir, collection.path / "models" / "reranker-x")
         collection.set_reranker(RegisteredReranker("models/reranker-x", fusion=Fusion(0.7, 60)))
         searcher = Searcher(collection, settings)
-        reranker = searcher.reranker().reranker
+        reranker = searcher.reranker_choice().reranker
         assert isinstance(reranker, CrossEncoderReranker)
         assert reranker.name == str(collection.path / "models" / "reranker-x")
         assert reranker.fusion == Fusion(0.7, 60)
@@ -167,7 +167,7 @@ def test_search_uses_a_registered_maxsim_reranker(squad) -> None:
         collection.set_reranker(
             RegisteredReranker("models/reranker-m", arch="maxsim", fusion=Fusion(0.6, 60))
         )
-        reranker = Searcher(collection, settings).reranker().reranker
+        reranker = Searcher(collection, settings).reranker_choice().reranker
         assert isinstance(reranker, MaxSimReranker) and reranker.fusion == Fusion(0.6, 60)
         query = "Which NFL team represented the AFC at Super Bowl 50?"
         texts = [h.chunk.text for h in Searcher(collection, settings).retrieve(query, 5)]
