@@ -21,11 +21,8 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from rag.collection import Collection
-from rag.generation import make_llm
-from rag.pipeline import Answerer
-from rag.retrieval import Searcher
 from rag.settings import Settings
+from rag.stack import Stack
 
 
 def main() -> None:
@@ -38,8 +35,8 @@ def main() -> None:
     args = parser.parse_args()
 
     settings = Settings.load(progress=False, llm_max_tokens=args.max_tokens)
-    collection = Collection.open(settings.index_dir, args.collection)
-    inside = {Path(d.source).stem.replace(" ", "_") for d in collection.store.documents()}
+    stack = Stack.open(settings, args.collection)
+    inside = {Path(d.source).stem.replace(" ", "_") for d in stack.collection.store.documents()}
     articles = json.loads(args.squad.read_text())["data"]
     pool = [
         (qa["question"], [a["text"] for a in qa["answers"]])
@@ -50,8 +47,7 @@ def main() -> None:
     ]
     sample = random.Random(5).sample(pool, min(args.questions, len(pool)))
 
-    llm = make_llm(settings)
-    answerer = Answerer(Searcher(collection, settings), llm, settings)
+    llm, answerer = stack.llm, stack.answerer
     answerer.ask("warm-up: who won Super Bowl 50?")  # model load is not part of answer time
     rows = []
     for n, (question, gold) in enumerate(sample, start=1):

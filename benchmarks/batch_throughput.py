@@ -37,12 +37,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from rag.batch import run_batch
-from rag.collection import Collection
-from rag.generation import make_llm
 from rag.pipeline import Answerer
 from rag.questions import read_questions
-from rag.retrieval import Searcher
 from rag.settings import Settings
+from rag.stack import Stack
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("retrieve_s", "rerank_s", "evidence_s", "wait_s", "generate_s", "verify_s", "total_s")
@@ -165,10 +163,9 @@ def main() -> None:
         server, url = start_server(args.token_delay)
         overrides.update(llm_base_url=url, llm_model="test/echo-model")
     settings = Settings.load(progress=False, torch_threads=args.torch_threads, **overrides)
-    collection = Collection.open(settings.index_dir, args.collection)
+    stack = Stack.open(settings, args.collection)
     try:
-        llm = make_llm(settings)
-        answerer = Answerer(Searcher(collection, settings), llm, settings)
+        llm, answerer = stack.llm, stack.answerer
         answerer.ask("Who won Super Bowl 50?")  # loading models is not part of throughput
         runs = []
         label = args.label or args.backend
@@ -181,7 +178,7 @@ def main() -> None:
                 flush=True,
             )
     finally:
-        collection.close()
+        stack.close()
         if server is not None:
             server.kill()
             server.wait()
@@ -196,7 +193,7 @@ def main() -> None:
         "torch_threads": args.torch_threads,
         "token_delay_s": args.token_delay if server is not None else None,
         "base_url": args.base_url,
-        "reranker": settings.rerank and answerer.searcher.reranker().reranker is not None,
+        "reranker": settings.rerank and answerer.searcher.reranker_choice().reranker is not None,
         "cpu_cores": os.cpu_count(),
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "runs": runs,

@@ -108,9 +108,8 @@ def main() -> None:
         shutil.copytree(
             args.from_index / "scifact", target, ignore=shutil.ignore_patterns("tune", "models")
         )
-        manifest = json.loads((target / "manifest.json").read_text())
-        manifest["reranker"] = None
-        (target / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        with Collection.open(args.index_dir, "scifact") as copy:
+            copy.set_reranker(None)
     settings = Settings.load(index_dir=args.index_dir, device="cpu", progress=True)
     first = ["dense", "hybrid"]
     before = {} if args.skip_before else test_scores(settings, first)

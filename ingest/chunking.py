@@ -12,6 +12,7 @@ from typing import Any
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from rag.errors import ConfigError
+from rag.manifest import Chunking
 from rag.types import Chunk, Document
 
 # Paragraphs, then lines, then sentences, then words: split at the largest unit that fits.
@@ -51,14 +52,14 @@ class Chunker:
                 length_function=lambda text: len(text.split()), **options
             )
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> Chunking:
         """What goes in the manifest."""
-        return {
-            "splitter": "langchain RecursiveCharacterTextSplitter",
-            "unit": "tokens",
-            "chunk_tokens": self.chunk_tokens,
-            "chunk_overlap": self.overlap,
-        }
+        return Chunking(
+            chunk_tokens=self.chunk_tokens,
+            chunk_overlap=self.overlap,
+            splitter="langchain RecursiveCharacterTextSplitter",
+            unit="tokens",
+        )
 
     def split(self, document: Document) -> list[Chunk]:
         """Chunks of every page, in reading order, with offsets into that page's text."""

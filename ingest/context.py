@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import PurePath
 
@@ -32,18 +33,29 @@ _MINOR_WORDS = frozenset(
     "a an and as at by for from in of on or per the to with vs via its their our".split()  # noqa: SIM905
 )
 _NUMBERED = re.compile(r"^(item|note|part|section|chapter|schedule|appendix)\s+[\w.]+", re.I)
+_WORD = re.compile(r"[A-Za-z]{2,}")
+# A file-name word is split only into words the document uses at least this often.
+_SEGMENT_MIN_COUNT = 3
+_SEGMENT_MAX_WORD = 24
+# A heading on this share of a document's pages (of at least that many) is a running header.
+_RUNNING_SHARE = 0.3
+_RUNNING_MIN_PAGES = 4
 _MD_HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*$")
 
 
 def document_label(document: Document, metadata: Mapping[str, str] | None = None) -> str:
-    """The words that name a document: its file name's words, an informative title, and the
-    values the user attached with `--meta` (company=3M year=2022 gives "3M 2022")."""
+    """The words that name a document: its file name's words (run-together words split by the
+    document's own vocabulary: LOCKHEEDMARTIN_2022_10K is "Lockheed Martin 2022 10K" when the
+    filing says "Lockheed Martin"), an informative title, and the values the user attached with
+    `--meta` (company=3M year=2022 gives "3M 2022")."""
     parts: list[str] = []
-    stem = _stem_words(document.source)
+    stem = _stem_words(document.source, _vocabulary(document))
     if stem:
         parts.append(stem)
     title = " ".join(document.title.split())
-    if title and not _ID_LIKE.match(title) and title.lower() != stem.lower():
+    # The loader falls back to the file's stem for a title; that is already in the label.
+    unnamed = {stem.lower(), PurePath(document.source).stem.lower()}
+    if title and not _ID_LIKE.match(title) and title.lower() not in unnamed:
         parts.append(title)
     for key, value in (metadata or {}).items():
         if key not in {"title", "type"} and value and value.lower() not in " ".join(parts).lower():
@@ -54,8 +66,11 @@ def document_label(document: Document, metadata: Mapping[str, str] | None = None
 
 def with_context(document: Document, chunks: Sequence[Chunk], label: str) -> list[Chunk]:
     """The chunks with `context` set to the label and the heading each sits under (the last
-    heading before the chunk on its page, else the last one on an earlier page)."""
+    heading before the chunk on its page, else the last one on an earlier page). A "heading"
+    found on most pages is a running header, and says nothing about the page it is on."""
     headings = {page.number: page_headings(page.text) for page in document.pages}
+    running = _running(headings, len(document.pages))
+    headings = {n: [(o, h) for o, h in found if h not in running] for n, found in headings.items()}
     carried = ""
     last_page = 0
     out = []
@@ -111,7 +126,60 @@ def heading_text(line: str) -> str:
     return line
 
 
-def _stem_words(source: str) -> str:
+def _running(headings: Mapping[int, list[tuple[int, str]]], pages: int) -> set[str]:
+    if pages < _RUNNING_MIN_PAGES:
+        return set()
+    seen = Counter(h for found in headings.values() for h in {h for _, h in found})
+    return {h for h, count in seen.items() if count >= _RUNNING_SHARE * pages}
+
+
+def _vocabulary(document: Document) -> Counter[str]:
+    """How often the document writes each capitalised word, each way ("Lockheed", "MGM"): the
+    words a name is made of. Run-together words ("AmericanWater") count as their parts."""
+    counts: Counter[str] = Counter()
+    for page in document.pages:
+        counts.update(w for w in _WORD.findall(_CAMEL.sub(" ", page.text)) if w[0].isupper())
+    return counts
+
+
+def _stem_words(source: str, vocabulary: Counter[str] | None = None) -> str:
     stem = PurePath(source).stem
     words = [w for w in _STEM_SPLIT.split(_CAMEL.sub(" ", stem)) if w]
-    return " ".join(w for w in words if not _ID_LIKE.match(w) or w.isdigit())
+    kept = [w for w in words if not _ID_LIKE.match(w) or w.isdigit()]
+    if vocabulary:
+        kept = [_segment(w, vocabulary) for w in kept]
+    return " ".join(kept)
+
+
+def _segment(word: str, vocabulary: Counter[str]) -> str:
+    """`word` split into the fewest words the document itself uses (each written as the document
+    most often writes it), or `word` as it is when it is one of them or no split exists."""
+    forms = _forms(vocabulary)
+    target = word.lower()
+    if not target.isalpha() or forms.get(target, (0, ""))[0] >= _SEGMENT_MIN_COUNT:
+        return word
+    # best[i]: (pieces, -frequency, words) of the best spelling of target[:i], fewest pieces first.
+    best: list[tuple[int, int, list[str]] | None] = [None] * (len(target) + 1)
+    best[0] = (0, 0, [])
+    for end in range(2, len(target) + 1):
+        for start in range(max(0, end - _SEGMENT_MAX_WORD), end - 1):
+            before, found = best[start], forms.get(target[start:end])
+            if before is None or found is None or found[0] < _SEGMENT_MIN_COUNT:
+                continue
+            candidate = (before[0] + 1, before[1] - found[0], [*before[2], found[1]])
+            current = best[end]
+            if current is None or candidate[:2] < current[:2]:
+                best[end] = candidate
+    done = best[len(target)]
+    return " ".join(done[2]) if done and done[0] > 1 else word
+
+
+def _forms(vocabulary: Counter[str]) -> dict[str, tuple[int, str]]:
+    """Lower-cased word: (how often it is written in any case, the way it is written most)."""
+    totals: Counter[str] = Counter()
+    written: dict[str, str] = {}
+    for form, count in vocabulary.most_common():
+        key = form.lower()
+        totals[key] += count
+        written.setdefault(key, form)
+    return {key: (total, written[key]) for key, total in totals.items()}

@@ -27,10 +27,11 @@ from tqdm import tqdm
 
 from ingest.chunking import Chunker
 from ingest.sources import Prepared, Source, file_sources, prepare
-from rag.collection import Collection, EmbedderInfo, check_name
+from rag.collection import Collection, check_name
 from rag.embedding import Embedder, embedder_for
 from rag.errors import CollectionError, DiskFullError, RagError
 from rag.index import index_params
+from rag.manifest import Chunking, EmbedderInfo
 from rag.settings import DEFAULT_EMBEDDER, Settings
 from rag.store import Store
 from rag.types import Document, shown
@@ -115,7 +116,7 @@ class IngestJob:
         try:
             collection = Collection.open(root, name)
         except CollectionError:
-            if (root / name / "manifest.json").exists():
+            if Collection.exists(root, name):
                 raise
             embedder = self._get_embedder(self.settings.embedding_model or DEFAULT_EMBEDDER)
             chunking = self._get_chunker(None, embedder).describe()
@@ -149,12 +150,11 @@ class IngestJob:
             self._embedder = embedder_for(self.settings, name)
         return self._embedder
 
-    def _get_chunker(self, chunking: dict[str, object] | None, embedder: Embedder) -> Chunker:
+    def _get_chunker(self, chunking: Chunking | None, embedder: Embedder) -> Chunker:
+        """The chunker a collection was made with, or (for a new one) the settings' one."""
         if self._chunker is None:
-            size = int(str(chunking["chunk_tokens"])) if chunking else self.settings.chunk_tokens
-            overlap = (
-                int(str(chunking["chunk_overlap"])) if chunking else self.settings.chunk_overlap
-            )
+            size = chunking.chunk_tokens if chunking else self.settings.chunk_tokens
+            overlap = chunking.chunk_overlap if chunking else self.settings.chunk_overlap
             self._chunker = Chunker(size, overlap, getattr(embedder, "tokenizer", None))
         return self._chunker
 
@@ -189,7 +189,7 @@ class IngestJob:
             if progress is not None:
                 progress(len(sources), len(sources))
             return _publish(store, sources, prune, report)
-        chunker = self._get_chunker(collection.manifest["chunking"], embedder)
+        chunker = self._get_chunker(collection.manifest.chunking, embedder)
 
         bar = _Bar(
             hook=progress,

@@ -1,13 +1,19 @@
 """Batch question answering: a question file in, one JSON line per answer out, resumable.
 
     questions = read_questions(Path("questions.jsonl"))
+    report = answer_questions(settings, "papers", questions, Path("answers.jsonl"))
+
+The engine is the one `settings.engine` names, as for ingest. Here, an answerer (from
+`rag.stack.Stack`, or any other) answers `concurrency` questions at a time:
+
     report = run_batch(answerer, questions, Path("answers.jsonl"), concurrency=4)
 
 Each finished answer is appended as one line and flushed to disk before the next is written, so a
 job killed at any point keeps every finished answer. A torn last line is cut off when the job
 starts again, and questions already answered are skipped.
 
-On a Ray cluster (`rag batch --engine ray`), workers answer and this process writes the file:
+On a Ray cluster (`engine = "ray"`, `rag batch --engine ray`), workers answer and this process
+writes the file:
 
     report = run_batch_on_ray(settings, "papers", questions, Path("answers.jsonl"))
 
@@ -35,10 +41,12 @@ from typing import Any
 
 from tqdm import tqdm
 
+from rag.collection import Collection
 from rag.errors import ConfigError, RagError
 from rag.pipeline import Answerer
 from rag.questions import Question, read_file_bytes
 from rag.settings import Settings
+from rag.stack import Stack
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +151,19 @@ def _answer(answerer: Answerer, question: Question) -> dict[str, Any]:
     return record
 
 
+def answer_questions(
+    settings: Settings, collection: str, questions: Iterable[Question], out: Path
+) -> BatchReport:
+    """Answer every question not yet in `out` from `collection`, on the engine `settings.engine`
+    names: here, `settings.llm_concurrency` at a time, or on a Ray cluster (`run_batch_on_ray`)."""
+    if settings.engine == "ray":
+        return run_batch_on_ray(settings, collection, questions, out)
+    with Stack.open(settings, collection) as stack:
+        return run_batch(
+            stack.answerer, questions, out, settings.llm_concurrency, settings.progress
+        )
+
+
 def run_batch(
     answerer: Answerer,
     questions: Iterable[Question],
@@ -165,8 +186,6 @@ def run_batch_on_ray(
     at the same path on every node (a shared filesystem). `settings.llm_concurrency` questions
     are in flight at once, spread over the workers; this process writes the answers file.
     """
-    from rag.collection import Collection
-
     # Relative paths would resolve against each worker's own working directory.
     settings = settings.model_copy(update={"index_dir": settings.index_dir.resolve()})
     Collection.open(settings.index_dir, collection).close()  # fail here, before Ray starts
@@ -315,23 +334,19 @@ class BatchWorker:
     def __init__(self, values: dict[str, Any], collection: str) -> None:
         self.values = values
         self.collection = collection
-        self.answerer: Answerer | None = None
+        self.stack: Stack | None = None
 
     def start(self) -> None:
-        """Open the collection and the LLM; a RagError here reaches the driver as itself."""
-        from rag.collection import Collection
+        """Open the answering stack; a RagError here reaches the driver as itself. It stays open
+        for the worker's life (Ray ends the process when the job kills the worker)."""
         from rag.distributed import worker_settings
-        from rag.generation import make_llm
-        from rag.retrieval import Searcher
 
-        settings = worker_settings(self.values)
-        opened = Collection.open(settings.index_dir, self.collection)
-        self.answerer = Answerer(Searcher(opened, settings), make_llm(settings), settings)
+        self.stack = Stack.open(worker_settings(self.values), self.collection)
 
     def answer(self, question: Question) -> dict[str, Any]:
-        if self.answerer is None:
+        if self.stack is None:
             raise RagError("BatchWorker.answer called before start")
-        return _answer(self.answerer, question)
+        return _answer(self.stack.answerer, question)
 
 
 def _answer_on_ray(settings: Settings, collection: str, todo: list[Question]) -> Records:

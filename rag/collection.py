@@ -9,8 +9,9 @@ indexes/NAME/models/              models `rag tune` trained on this collection (
 indexes/NAME/tune/                `rag tune` work in progress: data and checkpoints to resume from
 indexes/.uploads/NAME/            files uploaded into NAME in the chat, deleted with it
 
-collection = Collection.open(Path("indexes"), "papers")
-dense = collection.dense_index(IndexParams())
+with Collection.open(Path("indexes"), "papers") as collection:
+    dense = collection.dense_index(IndexParams())
+    print(collection.describe("auto").lines())
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ import re
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -33,11 +35,21 @@ import numpy as np
 from rag.errors import CollectionError, DiskFullError, EmbedderMismatchError
 from rag.index import INDEX_BUILDERS, DenseIndex, IndexParams
 from rag.lexical import LEXICAL_CONFIG, LexicalIndex
-from rag.store import SCHEMA_VERSION, Store, damaged, is_disk_full
+from rag.manifest import (
+    MANIFEST,
+    Chunking,
+    EmbedderInfo,
+    Manifest,
+    PendingEmbedder,
+    RegisteredReranker,
+    read_manifest,
+    write_json,
+    write_manifest,
+)
+from rag.store import Store, damaged, is_disk_full
 
 logger = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
 STORE = "store.sqlite"
 # Beside the collections, out of `list_collections`' sight: a name cannot start with a dot.
 UPLOADS_FOLDER = ".uploads"
@@ -72,15 +84,67 @@ def collection_path(root: Path, name: str) -> Path:
 
 
 @dataclass(frozen=True)
-class EmbedderInfo:
-    name: str
-    dimension: int
+class CollectionInfo:
+    """What `rag collections info` shows of a collection (and the chat, beside its answers)."""
+
+    path: Path
+    documents: int
+    chunks: int
+    manifest: Manifest
+    index: dict[str, Any]  # the dense index as recorded when built; {} when none is
+    index_setting: str  # the `index_type` setting it was asked to use
+
+    def to_json(self) -> dict[str, Any]:
+        manifest = self.manifest
+        index = self.index
+        return {
+            "name": manifest.name,
+            "path": str(self.path),
+            "documents": self.documents,
+            "chunks": self.chunks,
+            "embedder": manifest.embedder.to_json(),
+            "chunking": manifest.chunking.to_json(),
+            "index": {
+                "type": index.get("kind", "not built"),
+                "setting": self.index_setting,
+                **({"tuning": index["tuning"]} if "tuning" in index else {}),
+            },
+            "lexical": manifest.lexical,
+            "reranker": manifest.reranker.to_json() if manifest.reranker else None,
+            "created_at": manifest.created_at,
+        }
+
+    def lines(self) -> list[str]:
+        """The same, as lines for a person."""
+        manifest = self.manifest
+        embedder, chunking = manifest.embedder, manifest.chunking
+        tuning = self.index.get("tuning")
+        tuned = ", ".join(f"{k} {v}" for k, v in tuning.items()) if tuning else ""
+        kind = self.index.get("kind", "not built")
+        lines = [
+            f"{manifest.name}  ({self.path})",
+            f"  documents: {self.documents}   chunks: {self.chunks}",
+            f"  embedder:  {embedder.name} ({embedder.dimension}-d)",
+            f"  chunking:  {chunking.chunk_tokens} tokens, overlap {chunking.chunk_overlap}",
+            f"  index:     {kind}" + (f" (tuned: {tuned})" if tuned else ""),
+        ]
+        reranker = manifest.reranker
+        if reranker:
+            fusion = reranker.fusion
+            weight = f", fusion weight {fusion.weight}" if fusion else ""
+            lines.append(f"  reranker:  {reranker.path} ({reranker.kind}{weight})")
+        else:
+            lines.append("  reranker:  none registered")
+        return lines
 
 
 class Collection:
-    """One collection folder. Readers need no lock; writers hold `writer_lock()`."""
+    """One collection folder. Readers need no lock; writers hold `writer_lock()`.
 
-    def __init__(self, path: Path, manifest: dict[str, Any], create: bool = False) -> None:
+    A context manager: `with Collection.open(root, name) as collection:` closes it at the end.
+    """
+
+    def __init__(self, path: Path, manifest: Manifest, create: bool = False) -> None:
         self.path = path
         self.manifest = manifest
         self.store = Store(path / STORE, create=create)
@@ -93,27 +157,45 @@ class Collection:
     def __repr__(self) -> str:
         return f"Collection({self.name!r} at {self.path})"
 
+    def __enter__(self) -> Collection:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
     @property
     def name(self) -> str:
-        return str(self.manifest["name"])
+        return self.manifest.name
 
     @property
     def embedder(self) -> EmbedderInfo:
         # A swap of embedders (see `replace_embedder`) commits in the store first; from that
         # moment on the pending embedder is the collection's, even before the manifest says so.
-        pending = self.manifest.get("pending_embedder")
-        if pending and self.store.generation >= int(pending["generation"]):
-            return EmbedderInfo(name=pending["name"], dimension=int(pending["dimension"]))
-        info = self.manifest["embedder"]
-        return EmbedderInfo(name=info["name"], dimension=int(info["dimension"]))
+        pending = self.manifest.pending_embedder
+        if pending and self.store.generation >= pending.generation:
+            return pending.embedder
+        return self.manifest.embedder
 
-    def registered_reranker(self) -> dict[str, Any] | None:
-        """The manifest's reranker entry with `path` made absolute, or None when none is."""
-        entry = self.manifest.get("reranker")
-        if not entry:
+    def registered_reranker(self) -> RegisteredReranker | None:
+        """The manifest's reranker with its `path` made absolute, or None when none is."""
+        entry = self.manifest.reranker
+        if entry is None:
             return None
-        path = Path(entry["path"]).expanduser()
-        return {**entry, "path": str(path if path.is_absolute() else self.path / path)}
+        path = Path(entry.path).expanduser()
+        return replace(entry, path=str(path if path.is_absolute() else self.path / path))
+
+    def describe(self, index_setting: str) -> CollectionInfo:
+        """Counts, manifest and index of the collection, as `rag collections info` shows them;
+        `index_setting` is the `index_type` setting, shown beside the kind in use."""
+        documents, chunks = self.store.counts()
+        return CollectionInfo(
+            self.path, documents, chunks, self.manifest, self.index_info(), index_setting
+        )
 
     def model_dir(self, kind: str) -> Path:
         """A new, empty folder for a model trained on this collection: models/<kind>-<time>."""
@@ -130,22 +212,14 @@ class Collection:
 
     @classmethod
     def create(
-        cls, root: Path, name: str, embedder: EmbedderInfo, chunking: dict[str, Any]
+        cls, root: Path, name: str, embedder: EmbedderInfo, chunking: Chunking
     ) -> Collection:
         """Make a new, empty collection folder with its manifest."""
         path = root / check_name(name)
         if (path / MANIFEST).exists():
             raise CollectionError(f"collection {name!r} already exists at {path}")
         path.mkdir(parents=True, exist_ok=True)
-        manifest = {
-            "schema_version": SCHEMA_VERSION,
-            "name": name,
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "embedder": {"name": embedder.name, "dimension": embedder.dimension},
-            "chunking": chunking,
-            "lexical": LEXICAL_CONFIG,
-            "reranker": None,
-        }
+        manifest = Manifest.new(name, embedder, chunking, LEXICAL_CONFIG)
         # The store first: a folder without a manifest is no collection yet, so a job killed
         # (or a disk filled) in between leaves nothing that `open` would call damaged.
         collection = cls(path, manifest, create=True)
@@ -154,7 +228,7 @@ class Collection:
                 # Documents without a manifest: it was lost, and guessing it (the embedder, say)
                 # could mislabel every vector in the store.
                 raise damaged(path / MANIFEST, "the file is missing")
-            _write_json(path / MANIFEST, manifest)
+            write_manifest(path / MANIFEST, manifest)
         except BaseException:
             collection.close()
             raise
@@ -167,9 +241,14 @@ class Collection:
         if not (path / MANIFEST).is_file():
             raise damaged(path / MANIFEST, "the file is missing")
         collection = cls(path, read_manifest(path / MANIFEST))
-        if collection.manifest.get("pending_embedder"):
+        if collection.manifest.pending_embedder:
             collection._settle_embedder()
         return collection
+
+    @staticmethod
+    def exists(root: Path, name: str) -> bool:
+        """Whether `name` has a manifest under `root` (readable or not)."""
+        return (root / check_name(name) / MANIFEST).exists()
 
     def close(self) -> None:
         self.store.close()
@@ -182,10 +261,10 @@ class Collection:
                 f"not {name!r}; use the same embedder or ingest into a new collection"
             )
 
-    def set_reranker(self, reranker: dict[str, Any] | None) -> None:
+    def set_reranker(self, reranker: RegisteredReranker | None) -> None:
         """Register (or clear) the collection's own reranker in its manifest."""
-        manifest = {**self.manifest, "reranker": reranker}
-        _write_json(self.path / MANIFEST, manifest)
+        manifest = replace(self.manifest, reranker=reranker)
+        write_manifest(self.path / MANIFEST, manifest)
         self.manifest = manifest
 
     def replace_embedder(
@@ -193,7 +272,6 @@ class Collection:
         embedder: EmbedderInfo,
         keys: np.ndarray,
         vectors: np.ndarray,
-        details: dict[str, Any] | None = None,
     ) -> int:
         """Make `embedder` the collection's, with `vectors` (one per live chunk, by key), in one
         step: a crash at any point leaves either the old embedder and vectors or the new ones.
@@ -208,13 +286,9 @@ class Collection:
         before = self.store.generation
         # The manifest names the new embedder as pending at the generation the store commit will
         # create; `embedder` and `_settle_embedder` read that commit as the moment of the swap.
-        self.manifest["pending_embedder"] = {
-            "name": embedder.name,
-            "dimension": embedder.dimension,
-            "generation": before + 1,
-            **(details or {}),
-        }
-        _write_json(self.path / MANIFEST, self.manifest)
+        pending = replace(self.manifest, pending_embedder=PendingEmbedder(embedder, before + 1))
+        write_manifest(self.path / MANIFEST, pending)
+        self.manifest = pending
         generation = self.store.replace_vectors(keys, vectors, expected_generation=before)
         # The text did not change: the BM25 index of the old generation serves the new one.
         old_lexical = self.path / f"lexical-{before}"
@@ -226,20 +300,19 @@ class Collection:
 
     def _settle_embedder(self) -> None:
         """Finish (or forget) an embedder swap that the manifest still marks as pending."""
-        pending = self.manifest.get("pending_embedder")
-        if not pending:
+        if not self.manifest.pending_embedder:
             return
         try:
             with self.writer_lock():
                 manifest = read_manifest(self.path / MANIFEST)
-                pending = manifest.get("pending_embedder")
+                pending = manifest.pending_embedder
                 if not pending:
                     self.manifest = manifest
                     return
-                if self.store.generation >= int(pending["generation"]):
-                    manifest["embedder"] = {k: v for k, v in pending.items() if k != "generation"}
-                del manifest["pending_embedder"]
-                _write_json(self.path / MANIFEST, manifest)
+                if self.store.generation >= pending.generation:
+                    manifest = replace(manifest, embedder=pending.embedder)
+                manifest = replace(manifest, pending_embedder=None)
+                write_manifest(self.path / MANIFEST, manifest)
                 self.manifest = manifest
         except CollectionError as e:
             # A writer holds the lock (maybe the swap itself), or the disk is full: `embedder`
@@ -338,7 +411,7 @@ class Collection:
         if index.tuning:
             record["tuning"] = index.tuning
         if self._write_cache(path, lambda: index.save(path)):
-            self._write_cache(info_path, lambda: _write_json(info_path, record))
+            self._write_cache(info_path, lambda: write_json(info_path, record))
         return index
 
     def _load_dense(self, generation: int, params: IndexParams) -> DenseIndex:
@@ -425,69 +498,6 @@ def delete_collection(root: Path, name: str) -> None:
     shutil.rmtree(uploads_dir(root, name), ignore_errors=True)
 
 
-def read_manifest(path: Path) -> dict[str, Any]:
-    """A collection's manifest, with the fields rag reads checked; one line if it is damaged."""
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise damaged(path, e.strerror or str(e)) from e
-    except ValueError as e:  # not JSON, or not UTF-8
-        raise damaged(path, str(e)) from e
-    if not isinstance(manifest, dict):
-        raise damaged(path, f"it holds a JSON {type(manifest).__name__}, not an object")
-    version = manifest.get("schema_version")
-    if isinstance(version, int) and version != SCHEMA_VERSION:
-        raise CollectionError(
-            f"collection {manifest.get('name', path.parent.name)!r} has schema version "
-            f"{version}; this version of rag reads {SCHEMA_VERSION}"
-        )
-    problem = _manifest_problem(manifest)
-    if problem:
-        raise damaged(path, problem)
-    return manifest
-
-
-def _manifest_problem(manifest: dict[str, Any]) -> str | None:
-    """What is wrong with a manifest's shape, or None."""
-
-    def bad(key: str, value: Any, wanted: str) -> str:
-        if value is None:
-            return f"{key!r} is missing"
-        return f"{key!r} is {json.dumps(value)[:60]}, not {wanted}"
-
-    def count(value: Any) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-    if manifest.get("schema_version") != SCHEMA_VERSION:
-        return bad("schema_version", manifest.get("schema_version"), str(SCHEMA_VERSION))
-    if not isinstance(manifest.get("name"), str):
-        return bad("name", manifest.get("name"), "a name")
-    for key in ("embedder", "pending_embedder"):
-        entry = manifest.get(key)
-        if entry is None and key == "pending_embedder":
-            continue
-        if not isinstance(entry, dict):
-            return bad(key, entry, "an object")
-        if not isinstance(entry.get("name"), str):
-            return bad(f"{key}.name", entry.get("name"), "a model name")
-        if not count(entry.get("dimension")) or not entry["dimension"]:
-            return bad(f"{key}.dimension", entry.get("dimension"), "a positive integer")
-        if key == "pending_embedder" and not count(entry.get("generation")):
-            return bad(f"{key}.generation", entry.get("generation"), "a generation number")
-    chunking = manifest.get("chunking")
-    if not isinstance(chunking, dict):
-        return bad("chunking", chunking, "an object")
-    for key in ("chunk_tokens", "chunk_overlap"):
-        if not count(chunking.get(key)):
-            return bad(f"chunking.{key}", chunking.get(key), "a number of tokens")
-    reranker = manifest.get("reranker")
-    if reranker is not None and not (
-        isinstance(reranker, dict) and isinstance(reranker.get("path"), str)
-    ):
-        return bad("reranker", reranker, "null or an object with a path")
-    return None
-
-
 @contextmanager
 def _folder_lock(path: Path, name: str) -> Iterator[None]:
     """The writer's lock on a collection folder: an exclusive flock, refused (not awaited)."""
@@ -513,17 +523,4 @@ def _copy_folder(source: Path, target: Path) -> None:
         os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write atomically; a full disk raises DiskFullError and leaves no temporary file."""
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        os.replace(tmp, path)
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError) and is_disk_full(e):
-            raise DiskFullError(path) from e
         raise

@@ -63,7 +63,7 @@ def evaluate_retrieval(
     from ranx import Qrels, Run, evaluate
 
     names = configs or list(CONFIGS)
-    has_reranker = searcher.reranker().reranker is not None
+    has_reranker = searcher.reranker_choice().reranker is not None
     # Chunks per document vary; fetch enough chunks that `depth` distinct documents come back.
     chunk_depth = depth * 3
     ranx_qrels = Qrels({qid: dict(docs) for qid, docs in qrels.items() if qid in queries})
@@ -77,7 +77,7 @@ def evaluate_retrieval(
         for qid, text in tqdm(queries.items(), desc=name, unit="query", disable=not progress):
             hits = searcher.retrieve(text, chunk_depth, mode)
             if rerank:
-                reranker = searcher.reranker().reranker
+                reranker = searcher.reranker_choice().reranker
                 if reranker is not None:
                     head = reranker.rerank(text, hits[: searcher.settings.rerank_depth])
                     hits = head + hits[searcher.settings.rerank_depth :]

@@ -19,7 +19,7 @@ from rag.errors import ConfigError
 from rag.filters import Where
 from rag.index import index_params
 from rag.models import set_torch_threads
-from rag.rerank import CROSS_ENCODER, Fusion, Reranker, RerankerChoice, choose_reranker
+from rag.rerank import CROSS_ENCODER, Reranker, RerankerChoice, choose_reranker
 from rag.settings import SearchMode, Settings
 from rag.types import Hit, SearchResult
 
@@ -80,20 +80,20 @@ class Searcher:
         self._reranker_choice: RerankerChoice | None = None
         self._allowed: dict[Where, tuple[int, np.ndarray]] = {}
 
-    def reranker(self) -> RerankerChoice:
-        """The reranker in use (resolved once): given, the collection's own, or the configured."""
+    def reranker_choice(self) -> RerankerChoice:
+        """Which reranker search uses (resolved once): the one given, the collection's own, or
+        the configured one; or none, with the reason reranking is off."""
         if self._reranker_choice is None:
             if self._reranker_arg == "auto":
-                registered = self.collection.registered_reranker() or {}
-                fusion = registered.get("fusion")
+                registered = self.collection.registered_reranker()
                 self._reranker_choice = choose_reranker(
-                    registered.get("path"),
+                    registered.path if registered else None,
                     self.settings.reranker,
                     self.settings.rerank,
                     self.settings.device,
                     self.settings.rerank_max_length,
-                    Fusion(float(fusion["weight"]), int(fusion["k"])) if fusion else None,
-                    registered.get("arch", CROSS_ENCODER),
+                    registered.fusion if registered else None,
+                    registered.kind if registered else CROSS_ENCODER,
                 )
             elif self._reranker_arg is None or isinstance(self._reranker_arg, str):
                 self._reranker_choice = RerankerChoice(None, "reranking is off")
@@ -150,7 +150,7 @@ class Searcher:
         allowed = self.allowed_keys(where)
         if where and allowed is not None and not len(allowed):
             notices.append(f"no chunk matches --where {where.describe()}")
-        choice = self.reranker() if rerank else RerankerChoice(None, None)
+        choice = self.reranker_choice() if rerank else RerankerChoice(None, None)
         started = time.perf_counter()
         if choice.reranker is None:
             if choice.reason:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
@@ -28,6 +28,12 @@ EmbedBackend = Literal["torch", "onnx", "int8"]
 LLMBackendName = Literal["embedded", "openai", "transformers"]
 # Where ingest and batch jobs run: this process, or a Ray cluster (rag.distributed).
 Engine = Literal["local", "ray"]
+
+# The names each setting allows, for the CLI's and the chat's choices.
+INDEX_TYPES: tuple[str, ...] = get_args(IndexType)
+DEVICES: tuple[str, ...] = get_args(Device)
+LLM_BACKEND_NAMES: tuple[str, ...] = get_args(LLMBackendName)
+ENGINES: tuple[str, ...] = get_args(Engine)
 
 
 class Settings(BaseSettings):

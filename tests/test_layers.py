@@ -22,7 +22,7 @@ def test_rag_does_not_import_upper_layers() -> None:
     offenders = {
         str(path.relative_to(REPO)): imported_roots(path) & {"ingest", "ui", "streamlit"}
         for path in (REPO / "rag").rglob("*.py")
-        if path.name != "cli.py"
+        if path.parent != REPO / "rag" / "cli"  # the command line may import ingest/
     }
     assert {k: v for k, v in offenders.items() if v} == {}
 

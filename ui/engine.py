@@ -16,7 +16,6 @@ manifest.
 from __future__ import annotations
 
 import contextlib
-import json
 import queue
 import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -26,7 +25,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from rag.collection import MANIFEST, STORE, Collection
+from rag.errors import RagError
 from rag.generation import LLM, Message, make_llm
+from rag.manifest import read_manifest
 from rag.pipeline import Answerer
 from rag.retrieval import Searcher
 from rag.settings import Settings
@@ -49,7 +50,7 @@ def build_searcher(
     """
     if shared is None:
         return Searcher(collection, settings)
-    choice = shared.reranker()
+    choice = shared.reranker_choice()
     reranker = choice.reranker if settings.rerank and choice.reranker is not None else "auto"
     return Searcher(collection, settings, embedder=shared.embedder, reranker=reranker)
 
@@ -81,14 +82,15 @@ def describe(collection: Collection, searcher: Searcher) -> CollectionStatus:
     """Counts, embedder and reranker state (engine thread only: it reads SQLite and may load
     the reranker, once)."""
     documents, chunks = collection.store.counts()
-    return CollectionStatus(documents, chunks, collection.embedder.name, searcher.reranker().reason)
+    reason = searcher.reranker_choice().reason
+    return CollectionStatus(documents, chunks, collection.embedder.name, reason)
 
 
 def manifest_unchanged(collection: Collection) -> bool:
     """Whether the manifest on disk is still the one `collection` was opened with."""
     try:
-        return bool(json.loads((collection.path / MANIFEST).read_text()) == collection.manifest)
-    except (OSError, ValueError):
+        return read_manifest(collection.path / MANIFEST) == collection.manifest
+    except (OSError, RagError):
         return False
 
 

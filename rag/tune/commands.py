@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from rag.collection import Collection, EmbedderInfo
+from rag.collection import Collection
 from rag.embedding import Embedder, SentenceTransformerEmbedder, embedder_for
-from rag.rerank import MAXSIM, CrossEncoderReranker, MaxSimReranker
+from rag.manifest import EmbedderInfo, RegisteredReranker
+from rag.rerank import MAXSIM, CrossEncoderReranker, Fusion, MaxSimReranker
 from rag.retrieval import Searcher, index_params
 from rag.settings import DEFAULT_EMBEDDER, Settings
 from rag.tune.card import model_card, write_card
@@ -86,7 +87,9 @@ def tune_reranker(
                 model, str(target), device=settings.device, max_length=options.max_length
             )
         seconds = time.perf_counter() - started
-        scores = evaluate_reranking(candidates, reranker, progress=settings.progress)
+        scores = evaluate_reranking(
+            candidates, reranker, settings.rrf_k, progress=settings.progress
+        )
         beats = scores.fused > scores.first_stage
         card = model_card(
             "reranker", collection, base, options, data, state, seconds, samples=len(samples)
@@ -100,14 +103,14 @@ def tune_reranker(
         write_card(target, card)
         if beats and options.register:
             collection.set_reranker(
-                {
-                    "path": str(target.relative_to(collection.path)),
-                    "arch": options.arch,
-                    "base": base,
-                    "fusion": {"weight": scores.weight, "k": 60},
-                    "trained_at": card["created_at"],
-                    "held_out_ndcg@10": {"before": scores.first_stage, "after": scores.fused},
-                }
+                RegisteredReranker(
+                    path=str(target.relative_to(collection.path)),
+                    arch=options.arch,
+                    base=base,
+                    fusion=Fusion(scores.weight, settings.rrf_k),
+                    trained_at=card["created_at"],
+                    held_out_ndcg={"before": scores.first_stage, "after": scores.fused},
+                )
             )
         if not state.interrupted:
             shutil.rmtree(work, ignore_errors=True)
@@ -179,10 +182,10 @@ def tune_retriever(
         write_card(target, card)
         if beats and options.register:
             with collection.writer_lock():
-                info = EmbedderInfo(str(target), int(vectors.shape[1]))
-                collection.replace_embedder(
-                    info, keys, vectors, {"base": base, "trained_at": card["created_at"]}
+                info = EmbedderInfo(
+                    str(target), int(vectors.shape[1]), base=base, trained_at=card["created_at"]
                 )
+                collection.replace_embedder(info, keys, vectors)
                 collection.refresh_indexes(index_params(settings))
         if not state.interrupted:
             shutil.rmtree(work, ignore_errors=True)

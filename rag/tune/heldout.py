@@ -145,10 +145,14 @@ class Scorer(Protocol):
 
 
 def evaluate_reranking(
-    candidates: Sequence[Candidates], reranker: Scorer, progress: bool = True
+    candidates: Sequence[Candidates],
+    reranker: Scorer,
+    fusion_k: int = Fusion.k,
+    progress: bool = True,
 ) -> RerankScores:
     """Score the candidates once, then nDCG@10 of the first stage, the reranker, and the fusion
-    at each of FUSION_WEIGHTS; the best fused weight wins (ties go to the lower weight)."""
+    (with constant `fusion_k`, the `rrf_k` setting) at each of FUSION_WEIGHTS; the best fused
+    weight wins (ties go to the lower weight)."""
     relevant = {item.query.qid: item.query.relevant for item in candidates}
     first = {item.query.qid: list(item.units) for item in candidates}
     scores: dict[str, list[float]] = {}
@@ -159,7 +163,7 @@ def evaluate_reranking(
         out = {}
         for item in candidates:
             raw = scores[item.query.qid]
-            fused = raw if weight is None else Fusion(weight).fuse(raw)
+            fused = raw if weight is None else Fusion(weight, fusion_k).fuse(raw)
             order = sorted(range(len(raw)), key=lambda i: (-fused[i], i))
             out[item.query.qid] = [item.units[i] for i in order]
         return out

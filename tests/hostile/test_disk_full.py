@@ -18,6 +18,7 @@ import pytest
 from ingest.pipeline import IngestJob
 from rag.collection import Collection
 from rag.errors import DiskFullError
+from rag.manifest import RegisteredReranker
 from rag.retrieval import Searcher, index_params
 from rag.settings import Settings
 from tests.conftest import write_squad_docs
@@ -195,7 +196,7 @@ def test_a_manifest_write_on_a_full_disk_leaves_it_as_it_was(
             ballast = fill_disk(disk, leave=0)
             path = re.escape(str(manifest))
             with pytest.raises(DiskFullError, match=f"^disk full while writing {path}: "):
-                collection.set_reranker({"path": "models/reranker", "arch": "cross-encoder"})
+                collection.set_reranker(RegisteredReranker("models/reranker", arch="cross-encoder"))
         finally:
             collection.close()
         assert manifest.read_text() == before

@@ -10,6 +10,7 @@ import pytest
 from ingest.pipeline import IngestJob
 from rag.collection import MANIFEST, Collection, EmbedderInfo
 from rag.embedding import HashEmbedder
+from rag.manifest import Manifest
 from tests.conftest import write_squad_docs
 
 
@@ -44,17 +45,17 @@ def test_embedder_swap_is_all_or_nothing(hashed) -> None:
     collection.close()
     collection = Collection.open(hashed.index_dir, "h")
     assert collection.embedder.name == "test/hash-embedder"
-    assert "pending_embedder" not in collection.manifest
+    assert collection.manifest.pending_embedder is None
 
     # Killed after the store commit, before the manifest was settled: the new one is in force.
     collection.store.replace_vectors(keys, vectors, expected_generation=generation)
     (collection.path / MANIFEST).write_text(json.dumps(manifest))
-    collection.manifest = manifest
+    collection.manifest = Manifest.from_json(manifest)
     assert collection.embedder.name == "test/other"
     collection.close()
     collection = Collection.open(hashed.index_dir, "h")
-    assert collection.manifest["embedder"] == {"name": "test/other", "dimension": 8}
-    assert "pending_embedder" not in collection.manifest
+    assert collection.manifest.to_json()["embedder"] == {"name": "test/other", "dimension": 8}
+    assert collection.manifest.pending_embedder is None
     collection.close()
 
 

@@ -17,6 +17,7 @@ from ingest.pipeline import IngestJob
 from rag.cli import cli
 from rag.collection import Collection, EmbedderInfo
 from rag.errors import ConfigError
+from rag.manifest import RegisteredReranker
 from rag.models import packaged_path
 from rag.rerank import CrossEncoderReranker, Fusion, MaxSimReranker, multi_vector_model
 from rag.retrieval import Searcher
@@ -111,11 +112,11 @@ def test_tune_reranker_trains_cards_and_registers_a_winner(
     assert report.registered
     with closing(Collection.open(settings.index_dir, "squad")) as collection:
         registered = collection.registered_reranker()
-        assert registered and Path(registered["path"]) == report.model_path
-        assert registered["arch"] == arch
+        assert registered and Path(registered.path) == report.model_path
+        assert registered.arch == arch
         assert report.message.startswith("registered reranker")
         # Search loads it as what it is, with the fusion weight the held-out queries picked.
-        reranker = Searcher(collection, settings).reranker().reranker
+        reranker = Searcher(collection, settings).reranker_choice().reranker
         expected = MaxSimReranker if arch == "maxsim" else CrossEncoderReranker
         assert isinstance(reranker, expected)
         assert reranker.fusion == Fusion(after["fusion_weight"], 60)
@@ -138,9 +139,9 @@ def test_search_uses_the_registered_reranker_and_its_fusion(squad, cross_encoder
     collection = Collection.open(settings.index_dir, "squad")
     try:
         shutil.copytree(cross_encoder_dir, collection.path / "models" / "reranker-x")
-        collection.set_reranker({"path": "models/reranker-x", "fusion": {"weight": 0.7, "k": 60}})
+        collection.set_reranker(RegisteredReranker("models/reranker-x", fusion=Fusion(0.7, 60)))
         searcher = Searcher(collection, settings)
-        reranker = searcher.reranker().reranker
+        reranker = searcher.reranker_choice().reranker
         assert isinstance(reranker, CrossEncoderReranker)
         assert reranker.name == str(collection.path / "models" / "reranker-x")
         assert reranker.fusion == Fusion(0.7, 60)
@@ -186,7 +187,7 @@ def test_tune_retriever_reembeds_and_swaps_only_a_winner(squad, minilm, monkeypa
     collection = Collection.open(settings.index_dir, "squad")
     try:
         assert collection.embedder.name == (str(report.model_path) if gain else MINILM)
-        assert "pending_embedder" not in collection.manifest
+        assert collection.manifest.pending_embedder is None
         hits = Searcher(collection, settings, reranker=None).search("Super Bowl 50").hits
         assert hits
     finally:
@@ -215,9 +216,9 @@ def test_search_uses_a_registered_maxsim_reranker(squad) -> None:
         folder = collection.path / "models" / "reranker-m"
         multi_vector_model(MINILM, "cpu").save(str(folder))
         collection.set_reranker(
-            {"path": "models/reranker-m", "arch": "maxsim", "fusion": {"weight": 0.6, "k": 60}}
+            RegisteredReranker("models/reranker-m", arch="maxsim", fusion=Fusion(0.6, 60))
         )
-        reranker = Searcher(collection, settings).reranker().reranker
+        reranker = Searcher(collection, settings).reranker_choice().reranker
         assert isinstance(reranker, MaxSimReranker) and reranker.fusion == Fusion(0.6, 60)
         query = "Which NFL team represented the AFC at Super Bowl 50?"
         texts = [h.chunk.text for h in Searcher(collection, settings).retrieve(query, 5)]

@@ -1,0 +1,68 @@
+"""The `rag` command line: a thin face over rag/ and ingest/. Errors are one line, no traceback.
+
+One module per family of commands: ingest.py, query.py (search, ask, batch), collections.py,
+evaluate.py (eval) and tune.py; options.py declares the options they share.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+import click
+
+from rag.cli.collections import collections
+from rag.cli.evaluate import eval_group
+from rag.cli.ingest import ingest
+from rag.cli.query import ask, batch, search
+from rag.cli.tune import tune
+from rag.errors import RagError
+
+
+def _quiet_libraries(verbose: bool) -> None:
+    """Keep third-party chatter (weight-loading bars, tokenizer warnings) off the terminal."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s: %(message)s"
+    )
+    for name in ("transformers", "sentence_transformers", "bm25s", "faiss", "pypdf", "httpx"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+class RagGroup(click.Group):
+    """Turns RagError into `Error: <one line>` and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RagError as e:
+            click.echo(f"Error: {e}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=RagGroup)
+@click.option("-v", "--verbose", is_flag=True, help="Log what each stage does.")
+@click.version_option(package_name="rag")
+def cli(verbose: bool) -> None:
+    """Ingest documents into collections and search them."""
+    _quiet_libraries(verbose)
+
+
+for _command in (ingest, search, ask, batch, collections, eval_group, tune):
+    cli.add_command(_command)
+
+
+def main() -> None:
+    cli(prog_name="rag")
