@@ -25,13 +25,18 @@ class Chunker:
     With no tokenizer (tests with a fake embedder), length is counted in whitespace words.
     """
 
-    def __init__(self, chunk_tokens: int, overlap: int, tokenizer: Any | None = None) -> None:
+    def __init__(
+        self, chunk_tokens: int, overlap: int, tokenizer: Any | None = None, context: bool = False
+    ) -> None:
+        """`context`: each chunk is indexed with its document's label and heading
+        (ingest/context.py; applied where the chunks are prepared)."""
         if overlap >= chunk_tokens:
             raise ConfigError(
                 f"chunk overlap ({overlap}) must be smaller than size ({chunk_tokens})"
             )
         self.chunk_tokens = chunk_tokens
         self.overlap = overlap
+        self.context = context
         options: dict[str, Any] = {
             "chunk_size": chunk_tokens,
             "chunk_overlap": overlap,
@@ -59,6 +64,7 @@ class Chunker:
             chunk_overlap=self.overlap,
             splitter="langchain RecursiveCharacterTextSplitter",
             unit="tokens",
+            context=self.context,
         )
 
     def split(self, document: Document) -> list[Chunk]:

@@ -16,7 +16,7 @@ import shutil
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +33,7 @@ from rag.errors import CollectionError, DiskFullError, RagError
 from rag.index import index_params
 from rag.manifest import Chunking, EmbedderInfo
 from rag.settings import DEFAULT_EMBEDDER, Settings
-from rag.store import Store
+from rag.store import Store, StoredDocument
 from rag.types import Document, shown
 
 logger = logging.getLogger(__name__)
@@ -89,11 +89,13 @@ class IngestJob:
         paths: Sequence[Path],
         prune: bool = False,
         progress: Progress | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> IngestReport:
-        """Ingest files and folders into collection `name`, creating it when needed."""
+        """Ingest files and folders into collection `name`, creating it when needed; each
+        document keeps `metadata` (a file whose metadata changed is indexed again)."""
         check_name(name)
         s = self.settings
-        sources, found = file_sources(paths, s.max_file_mb * 2**20, s.follow_links)
+        sources, found = file_sources(paths, s.max_file_mb * 2**20, s.follow_links, metadata)
         notes = [f"skipped {shown(path)}: {why}" for path, why in found.skipped]
         for note in notes:
             tqdm.write(f"warning: {note}", file=sys.stderr)
@@ -155,7 +157,9 @@ class IngestJob:
         if self._chunker is None:
             size = chunking.chunk_tokens if chunking else self.settings.chunk_tokens
             overlap = chunking.chunk_overlap if chunking else self.settings.chunk_overlap
-            self._chunker = Chunker(size, overlap, getattr(embedder, "tokenizer", None))
+            context = chunking.context if chunking else self.settings.chunk_context
+            tokenizer = getattr(embedder, "tokenizer", None)
+            self._chunker = Chunker(size, overlap, tokenizer, context=context)
         return self._chunker
 
     def _run_locked(
@@ -176,9 +180,9 @@ class IngestJob:
         for source in sources:
             live = store.document(source.name)
             staged = store.document(source.name, state="staged")
-            if live is not None and live.id == source.content_id:
+            if live is not None and _same(live, source):
                 report.unchanged += 1
-            elif staged is not None and staged.id == source.content_id:
+            elif staged is not None and _same(staged, source):
                 adopt.add(source.name)  # staged by a job that was killed: reuse its work
                 report.resumed += 1
             else:
@@ -256,7 +260,8 @@ class IngestJob:
         if vectors is None or len(vectors) != count:
             raise RagError(f"{item.source.name}: {count} chunks but no matching vectors")
         existed = collection.store.document(document.source) is not None
-        collection.store.stage(document, item.source.origin, item.chunks, vectors)
+        source = item.source
+        collection.store.stage(document, source.origin, item.chunks, vectors, source.metadata)
         report.replaced += existed
         report.added += not existed
         report.pages += len(document.pages)
@@ -274,13 +279,18 @@ class IngestJob:
         bar.update(1)
 
 
+def _same(stored: StoredDocument, source: Source) -> bool:
+    """Whether `stored` is `source` as it is now: same content and same metadata."""
+    return stored.id == source.content_id and stored.metadata == dict(source.metadata)
+
+
 def _embed_batch(
     batch: list[Prepared], embedder: Embedder
 ) -> Iterator[tuple[Prepared, np.ndarray]]:
     """One embedder call for every chunk of `batch`; each item with its own vectors."""
     if not batch:
         return
-    vectors = embedder.embed([chunk.text for item in batch for chunk in item.chunks])
+    vectors = embedder.embed([chunk.indexed_text for item in batch for chunk in item.chunks])
     offset = 0
     for item in batch:
         yield item, vectors[offset : offset + len(item.chunks)]

@@ -14,11 +14,12 @@ import functools
 import logging
 import os
 import stat
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ingest.chunking import Chunker
+from ingest.context import document_label, with_context
 from ingest.loaders import SUPPORTED_SUFFIXES, load_document, sha256_file
 from rag.errors import LoadError, RagError
 from rag.types import Chunk, Document, shown
@@ -34,6 +35,9 @@ class Source:
     origin: str
     content_id: str
     load: Callable[[], Document]
+    # What the user attached at ingest (`rag ingest --meta company=3M`): stored with the document,
+    # matched by `--where`, and part of the label its chunks are indexed with.
+    metadata: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -127,7 +131,10 @@ def _reason(error: BaseException) -> str:
 
 
 def file_sources(
-    paths: Sequence[Path], max_bytes: float = float("inf"), follow_links: bool = False
+    paths: Sequence[Path],
+    max_bytes: float = float("inf"),
+    follow_links: bool = False,
+    metadata: Mapping[str, str] | None = None,
 ) -> tuple[list[Source], Discovery]:
     """Sources for files, recorded by absolute path, hashed up front (cheap next to parsing).
 
@@ -146,9 +153,8 @@ def file_sources(
         if reason is not None:
             sources.append(_refused_source(str(path), reason))
         else:
-            sources.append(
-                Source(str(path), "file", content_id, functools.partial(load_document, path))
-            )
+            load = functools.partial(load_document, path)
+            sources.append(Source(str(path), "file", content_id, load, dict(metadata or {})))
     return sources, found
 
 
@@ -205,4 +211,6 @@ def prepare(source: Source, chunker: Chunker) -> Prepared:
     chunks = chunker.split(document)
     if not chunks:
         return Prepared(source, None, [], "no text to index")
+    if chunker.context:
+        chunks = with_context(document, chunks, document_label(document, source.metadata))
     return Prepared(source, document, chunks)

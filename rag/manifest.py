@@ -81,23 +81,29 @@ class Chunking:
     chunk_overlap: int
     splitter: str | None = None
     unit: str | None = None
+    # Chunks indexed with their document's label and heading (ingest/context.py). A collection
+    # made before that existed has no such key and keeps indexing plain chunks.
+    context: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_json(cls, entry: Mapping[str, Any]) -> Chunking:
-        known, extra = _split(entry, ("splitter", "unit", "chunk_tokens", "chunk_overlap"))
+        names = ("splitter", "unit", "chunk_tokens", "chunk_overlap", "context")
+        known, extra = _split(entry, names)
         return cls(
             chunk_tokens=known["chunk_tokens"],
             chunk_overlap=known["chunk_overlap"],
             splitter=known.get("splitter"),
             unit=known.get("unit"),
+            context=known.get("context") is True,
             extra=extra,
         )
 
     def to_json(self) -> dict[str, Any]:
         head = _present(splitter=self.splitter, unit=self.unit)
         sizes = {"chunk_tokens": self.chunk_tokens, "chunk_overlap": self.chunk_overlap}
-        return {**head, **sizes, **self.extra}
+        context = {"context": True} if self.context else {}
+        return {**head, **sizes, **context, **self.extra}
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,8 @@ class Searcher:
         self._reranker_arg = reranker
         self._reranker_choice: RerankerChoice | None = None
         self._allowed: dict[Where, tuple[int, np.ndarray]] = {}
+        # The settings' scope (`--where`) unless a call gives its own; a bad one fails here.
+        self.where = Where.parse(settings.where)
 
     def reranker_choice(self) -> RerankerChoice:
         """Which reranker search uses (resolved once): the one given, the collection's own, or
@@ -110,6 +112,7 @@ class Searcher:
         if mode not in SEARCH_MODES:
             raise ConfigError(f"unknown search mode {mode!r} (valid: {', '.join(SEARCH_MODES)})")
         check_query(query, self.settings.max_question_chars)
+        where = self.where if where is None else where
         allowed = self.allowed_keys(where)
         if allowed is not None and not len(allowed):
             return []
@@ -147,6 +150,7 @@ class Searcher:
         """Retrieve, rerank the top `rerank_depth` when a reranker is available, cut to top_k."""
         top_k = top_k or self.settings.top_k
         notices: list[str] = []
+        where = self.where if where is None else where
         allowed = self.allowed_keys(where)
         if where and allowed is not None and not len(allowed):
             notices.append(f"no chunk matches --where {where.describe()}")

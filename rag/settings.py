@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     # Chunking, in the embedder's tokens.
     chunk_tokens: int = Field(240, ge=16, le=8192)
     chunk_overlap: int = Field(32, ge=0)
+    # Index each chunk with its document's name and the heading above it (docs/documents.md).
+    # Fixed per collection when it is created, like the chunk size.
+    chunk_context: bool = True
+    # Search only these documents and pages (`--where`, rag/filters.py): "document=3M_*.pdf",
+    # "page=40-60", or a metadata key=value attached at ingest with `--meta`.
+    where: tuple[str, ...] = ()
 
     # Index: exact below the threshold, approximate above it (when index_type is "auto").
     index_type: IndexType = "auto"

@@ -122,6 +122,13 @@ class StoredDocument:
     added_at: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def fields(self) -> dict[str, str]:
+        """What `--where` can match besides the name: title, type ("pdf", "markdown", "html",
+        "plain"), pages, and the user's metadata (which wins where a key is both)."""
+        kind = self.media_type.rsplit("/", 1)[-1]
+        return {"title": self.title, "type": kind, "pages": str(self.pages), **self.metadata}
+
 
 class Store:
     """One SQLite file per collection. Not shared across threads.
@@ -290,7 +297,7 @@ class Store:
 
     def live_keys_where(self, where: Where) -> np.ndarray:
         """Keys of the live chunks a scoped search may return, in key order."""
-        wanted = [d.key for d in self.documents() if where.matches_document(d.source, d.metadata)]
+        wanted = [d.key for d in self.documents() if where.matches_document(d.source, d.fields)]
         if not wanted:
             return np.zeros(0, dtype=np.int64)
         first, last = where.pages or (1, 1 << 62)

@@ -17,6 +17,7 @@ from rag.cli.options import (
     reranker_option,
     retrieval_options,
     settings_options,
+    where_option,
 )
 from rag.errors import RagError
 
@@ -138,6 +139,7 @@ def eval_answers(answers: tuple[Path, ...], report: Path | None, as_json: bool) 
     help="Cut-offs to report (repeatable; default 1, 5 and 10).",
 )
 @retrieval_options
+@where_option
 @click.option(
     "--details",
     type=click.Path(path_type=Path),

@@ -26,6 +26,13 @@ from rag.settings import INDEX_TYPES
 @collection_option("Collection to create or update.")
 @click.option("--prune", is_flag=True, help="Remove documents whose files are gone.")
 @click.option(
+    "--meta",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Attach metadata to every document of this run (repeatable): searchable with "
+    "--where KEY=VALUE, and part of the name each chunk is indexed with.",
+)
+@click.option(
     "--embedder", "embedding_model", help="Bi-encoder (hub id or folder) for a new collection."
 )
 @click.option(
@@ -57,16 +64,20 @@ def ingest(
     paths: tuple[Path, ...],
     collection: str,
     prune: bool,
+    meta: tuple[str, ...],
     no_progress: bool,
     config_file: Path | None,
     **overrides: Any,
 ) -> None:
     """Load, chunk, embed and index PATHS (files or folders) into a collection."""
     from ingest.pipeline import IngestJob
+    from rag.filters import parse_pairs
 
+    metadata = dict(parse_pairs(meta, "--meta"))
     settings = load_settings(config_file, progress=progress_setting(no_progress), **overrides)
     # Each failure was reported on its own line as it happened; the summary counts them.
-    report = IngestJob(settings).run_files(collection, list(paths), prune=prune)
+    job = IngestJob(settings)
+    report = job.run_files(collection, list(paths), prune=prune, metadata=metadata)
     click.echo(report.summary())
     if report.failed:
         sys.exit(1)

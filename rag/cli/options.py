@@ -89,6 +89,19 @@ def retrieval_options(func: F) -> F:
     )
 
 
+def where_option(func: F) -> F:
+    """--where KEY=VALUE (repeatable): the documents and pages a search may return."""
+    return click.option(
+        "--where",
+        multiple=True,
+        metavar="KEY=VALUE",
+        callback=lambda _ctx, _param, value: tuple(value) or None,
+        help="Search only matching chunks (repeatable; different keys must all match): "
+        "document=GLOB (file name), page=N or A-B, or a metadata key=value given at ingest "
+        "with --meta (also title= and type=).",
+    )(func)
+
+
 def reranker_option(func: F) -> F:
     """--reranker: the configured reranker, for a collection that has none of its own."""
     return click.option(

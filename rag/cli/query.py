@@ -20,6 +20,7 @@ from rag.cli.options import (
     reranker_option,
     retrieval_options,
     settings_options,
+    where_option,
 )
 from rag.errors import RagError
 from rag.types import Answer, shown
@@ -30,6 +31,7 @@ from rag.types import Answer, shown
 @collection_option("Collection to search.")
 @click.option("-k", "--top-k", type=int, help="How many hits to show.")
 @retrieval_options
+@where_option
 @reranker_option
 @click.option(
     "--embedder",
@@ -66,6 +68,7 @@ def search(
 @collection_option("Collection to answer from.")
 @llm_options
 @retrieval_options
+@where_option
 @json_option("Print the answer record as JSON.")
 @settings_options
 def ask(
@@ -123,6 +126,7 @@ def _print_sources(answer: Answer) -> None:
     "--concurrency", "llm_concurrency", type=int, help="Questions in flight at once (default 4)."
 )
 @llm_options
+@where_option
 @engine_options("Ray workers sharing the --concurrency slots (default: one per CPU).")
 @progress_option
 @settings_options
