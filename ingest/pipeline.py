@@ -92,7 +92,7 @@ class IngestJob:
         """Ingest files and folders into collection `name`, creating it when needed."""
         check_name(name)
         s = self.settings
-        sources, found = file_sources(paths, s.max_file_mb * 2**20, s.follow_links)
+        sources, found = file_sources(paths, s.max_file_mb * 2**20, s.follow_links, s.ocr)
         notes = [f"skipped {shown(path)}: {why}" for path, why in found.skipped]
         for note in notes:
             tqdm.write(f"warning: {note}", file=sys.stderr)

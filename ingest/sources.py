@@ -21,6 +21,7 @@ from pathlib import Path
 from ingest.chunking import Chunker
 from ingest.loaders import SUPPORTED_SUFFIXES, load_document, sha256_file
 from rag.errors import LoadError, RagError
+from rag.settings import OcrMode
 from rag.types import Chunk, Document, shown
 
 logger = logging.getLogger(__name__)
@@ -127,9 +128,13 @@ def _reason(error: BaseException) -> str:
 
 
 def file_sources(
-    paths: Sequence[Path], max_bytes: float = float("inf"), follow_links: bool = False
+    paths: Sequence[Path],
+    max_bytes: float = float("inf"),
+    follow_links: bool = False,
+    ocr: OcrMode = "off",
 ) -> tuple[list[Source], Discovery]:
     """Sources for files, recorded by absolute path, hashed up front (cheap next to parsing).
+    PDFs are loaded with OCR mode `ocr` (the `ocr` setting).
 
     A file that cannot be ingested (unreadable, not a regular file, over `max_bytes`) is still a
     source: one that fails with its reason, so the job reports it and goes on with the rest.
@@ -147,7 +152,7 @@ def file_sources(
             sources.append(_refused_source(str(path), reason))
         else:
             sources.append(
-                Source(str(path), "file", content_id, functools.partial(load_document, path))
+                Source(str(path), "file", content_id, functools.partial(load_document, path, ocr))
             )
     return sources, found
 

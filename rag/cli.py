@@ -141,6 +141,7 @@ def cli(verbose: bool) -> None:
 @click.option(
     "--max-file-mb", type=float, help="Skip (and report) files larger than this (default 100)."
 )
+@click.option("--ocr", type=click.Choice(["auto", "off", "force"]), help="OCR PDF pages (auto).")
 @engine_options("Ray actors that embed (default: one per GPU, else one per 2 CPUs).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @settings_options
