@@ -1,5 +1,8 @@
 """Split documents into chunks sized in the embedder's tokens, never across a page boundary.
 
+Markdown tables (ingest/tables.py) are split by rows, never mid-row, with the header row
+repeated at the top of each piece, so every chunk of a table says what its columns are.
+
 chunker = Chunker(chunk_tokens=240, overlap=32, tokenizer=embedder.tokenizer)
 chunks = chunker.split(document)
 """
@@ -7,6 +10,8 @@ chunks = chunker.split(document)
 from __future__ import annotations
 
 import copy
+import re
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
@@ -16,6 +21,8 @@ from rag.types import Chunk, Document
 
 # Paragraphs, then lines, then sentences, then words: split at the largest unit that fits.
 SEPARATORS = ["\n\n", "\n", ". ", "? ", "! ", "; ", ", ", " ", ""]
+# A Markdown table: a header row, its |---| rule, then rows, each a line that starts with '|'.
+_TABLE = re.compile(r"^\|.*\n\|[ :|-]*---[ :|-]*\n(?:\|.*(?:\n|$))*", re.MULTILINE)
 
 
 class Chunker:
@@ -39,6 +46,7 @@ class Chunker:
             "add_start_index": True,
             "strip_whitespace": True,
         }
+        self._length: Callable[[str], int] = lambda text: len(text.split())
         if tokenizer is not None:
             # A fast tokenizer keeps padding/truncation state in its Rust backend and each call
             # resets it: sharing one with the embedder across threads corrupts its batches.
@@ -46,6 +54,7 @@ class Chunker:
             self._splitter = RecursiveCharacterTextSplitter.from_huggingface_tokenizer(
                 tokenizer, **options
             )
+            self._length = lambda text: len(tokenizer.tokenize(text))
         else:
             self._splitter = RecursiveCharacterTextSplitter(
                 length_function=lambda text: len(text.split()), **options
@@ -64,11 +73,7 @@ class Chunker:
         """Chunks of every page, in reading order, with offsets into that page's text."""
         chunks: list[Chunk] = []
         for page in document.pages:
-            for piece in self._splitter.create_documents([page.text]):
-                text = piece.page_content
-                start = int(piece.metadata["start_index"])
-                if start < 0:  # the splitter could not locate the piece; find it ourselves
-                    start = max(page.text.find(text), 0)
+            for start, text in self._pieces(page.text):
                 chunks.append(
                     Chunk(
                         id=Chunk.make_id(document.id, page.number, start, text),
@@ -81,3 +86,44 @@ class Chunker:
                     )
                 )
         return chunks
+
+    def _pieces(self, text: str) -> Iterator[tuple[int, str]]:
+        """(offset, text) of each piece of a page: prose by the splitter, tables by rows."""
+        at = 0
+        for table in _TABLE.finditer(text):
+            yield from self._prose(text[at : table.start()], at)
+            yield from self._table_rows(table.group(0), table.start())
+            at = table.end()
+        yield from self._prose(text[at:], at)
+
+    def _prose(self, text: str, offset: int) -> Iterator[tuple[int, str]]:
+        if not text.strip():
+            return
+        for piece in self._splitter.create_documents([text]):
+            start = int(piece.metadata["start_index"])
+            if start < 0:  # the splitter could not locate the piece; find it ourselves
+                start = max(text.find(piece.page_content), 0)
+            yield offset + start, piece.page_content
+
+    def _table_rows(self, table: str, offset: int) -> Iterator[tuple[int, str]]:
+        """Pieces of whole rows within the size, each under the table's header and rule.
+
+        A piece's offset is where its first row starts; the header it repeats is above it.
+        """
+        lines = table.rstrip("\n").split("\n")
+        header = "\n".join(lines[:2])
+        budget = self.chunk_tokens - self._length(header)
+        rows: list[str] = []
+        used = 0
+        start = offset
+        position = offset + len(header) + 1
+        for row in lines[2:]:
+            cost = self._length(row)
+            if rows and used + cost > budget:
+                yield start, "\n".join([header, *rows])
+                rows, used, start = [], 0, position
+            rows.append(row)
+            used += cost
+            position += len(row) + 1
+        if rows or start == offset:
+            yield start, "\n".join([header, *rows])

@@ -16,8 +16,9 @@ from collections.abc import Sequence
 
 # Lines looked at for a running header (top) or footer (bottom) of each page.
 EDGE_LINES = 3
-# A line is running when it is at the edge of at least this share of pages (and 3 pages).
-MIN_SHARE = 0.5
+# A line is running when it is at the edge of at least this share of pages (and 3 pages): a
+# 10-K repeats "Table of Contents" on 110 of its 252 pages (exhibits have none).
+MIN_SHARE = 0.3
 MIN_PAGES = 3
 MAX_RUNNING_CHARS = 160
 
@@ -30,15 +31,28 @@ _TOKEN = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*")
 
 
 def _key(line: str) -> str:
-    """A line with page numbers and spacing normalised: 'Page 12 of 40' ~ 'Page 7 of 40'."""
-    key = _DIGITS.sub("#", " ".join(line.lower().split()))
+    """A line with page numbers and spacing normalised: 'Page 12 of 40' ~ 'Page 7 of 40'.
+
+    Spaces go too: one page's text layer may break 'Table of Contents' into 'T', 'able of',
+    'Contents' where another has it whole.
+    """
+    key = _DIGITS.sub("#", "".join(line.lower().split()))
     return "#" if _ROMAN_PAGE.match(key) else key
 
 
-def _edges(text: str) -> list[str]:
-    lines = [line for line in text.split("\n") if line.strip()]
-    head, tail = lines[:EDGE_LINES], lines[-EDGE_LINES:]
-    return [_key(line) for line in head + tail if len(line) <= MAX_RUNNING_CHARS]
+def _edge_runs(lines: list[str]) -> list[tuple[list[int], str]]:
+    """Runs of 1 to EDGE_LINES consecutive non-empty lines at the top or bottom of a page,
+    each as (line indexes, key)."""
+    content = [i for i, line in enumerate(lines) if line.strip()]
+    runs: list[tuple[list[int], str]] = []
+    for edge in (content[:EDGE_LINES], content[-EDGE_LINES:]):
+        for first in range(len(edge)):
+            for last in range(first + 1, len(edge) + 1):
+                indexes = edge[first:last]
+                text = " ".join(lines[i] for i in indexes)
+                if len(text) <= MAX_RUNNING_CHARS:
+                    runs.append((indexes, _key(text)))
+    return runs
 
 
 def running_lines(texts: Sequence[str]) -> set[str]:
@@ -47,9 +61,9 @@ def running_lines(texts: Sequence[str]) -> set[str]:
         return set()
     counts: Counter[str] = Counter()
     for text in texts:
-        counts.update(set(_edges(text)))
+        counts.update({key for _, key in _edge_runs(text.split("\n"))})
     least = max(MIN_PAGES, MIN_SHARE * len(texts))
-    return {key for key, n in counts.items() if n >= least and key.strip("#").strip()} | (
+    return {key for key, n in counts.items() if n >= least and key.strip("#")} | (
         {"#"} if counts["#"] >= least else set()
     )
 
@@ -64,13 +78,8 @@ def drop_running_lines(texts: Sequence[str]) -> list[str]:
 
 def _strip_edges(text: str, running: set[str]) -> str:
     lines = text.split("\n")
-    content = [i for i, line in enumerate(lines) if line.strip()]
-    edge = set(content[:EDGE_LINES] + content[-EDGE_LINES:])
-    kept = [
-        line
-        for i, line in enumerate(lines)
-        if i not in edge or len(line) > MAX_RUNNING_CHARS or _key(line) not in running
-    ]
+    dropped = {i for indexes, key in _edge_runs(lines) if key in running for i in indexes}
+    kept = [line for i, line in enumerate(lines) if i not in dropped]
     # A page that is nothing but its running lines (a repeated one-line page) keeps them.
     return "\n".join(kept).strip() or text
 

@@ -18,11 +18,14 @@ from typing import Any
 
 from ingest.layout import drop_running_lines, join_hyphens, vocabulary
 from ingest.ocr import OcrError, OcrMode, Tesseract, garbled, needs_ocr
+from ingest.tables import looks_tabular, page_with_tables
 
 logger = logging.getLogger(__name__)
 
 # PDFium is not thread-safe: every call into it in this process goes through this lock.
 PDFIUM_LOCK = threading.RLock()
+# Table pages read per document; past this (a PDF of thousands of tiny tables) pages stay text.
+MAX_TABLE_PAGES = 400
 
 
 def finish_pages(raw: bytes, source: str, texts: list[str], ocr: OcrMode = "off") -> list[str]:
@@ -30,6 +33,9 @@ def finish_pages(raw: bytes, source: str, texts: list[str], ocr: OcrMode = "off"
     wanted = {n: why for n, text in enumerate(texts) if (why := needs_ocr(text, ocr))}
     if wanted:
         texts = _ocr_pages(raw, source, texts, wanted)
+    tabular = [n for n, text in enumerate(texts) if n not in wanted and looks_tabular(text)]
+    if tabular:
+        texts = _table_pages(raw, source, texts, tabular)
     texts = drop_running_lines(texts)
     words = vocabulary(texts)
     return [join_hyphens(text, words) for text in texts]
@@ -69,6 +75,31 @@ def _ocr_pages(raw: bytes, source: str, texts: list[str], wanted: dict[int, str]
     return texts
 
 
+def _table_pages(raw: bytes, source: str, texts: list[str], tabular: list[int]) -> list[str]:
+    """Pages that look like tables rebuilt with Markdown tables (ingest/tables.py)."""
+    if len(tabular) > MAX_TABLE_PAGES:
+        logger.warning(
+            "%s: %d pages look like tables; only the first %d are read as tables",
+            source,
+            len(tabular),
+            MAX_TABLE_PAGES,
+        )
+        tabular = tabular[:MAX_TABLE_PAGES]
+    texts = list(texts)
+    with _pdfium(raw, source) as pdf:
+        if pdf is None:
+            return texts
+        for index in tabular:
+            try:
+                rebuilt = page_with_tables(pdf[index])
+            except Exception as e:  # noqa: BLE001 - a page PDFium cannot read keeps its text
+                logger.debug("%s: page %d: no table pass: %r", source, index + 1, e)
+                continue
+            if rebuilt:
+                texts[index] = rebuilt
+    return texts
+
+
 def _tidy(text: str) -> str:
     """Tesseract's output as the loader's text: no trailing spaces, at most one blank line."""
     lines = [line.rstrip() for line in text.replace("\f", "\n").split("\n")]
@@ -84,7 +115,7 @@ def _pdfium(raw: bytes, source: str) -> Iterator[Any]:
         try:
             pdf = pypdfium2.PdfDocument(raw)
         except Exception as e:  # noqa: BLE001 - pypdf read it; PDFium refusing costs only OCR
-            logger.warning("%s: PDFium cannot open it (%s); pages are not OCRed", source, e)
+            logger.warning("%s: PDFium cannot open it (%s); no OCR or tables", source, e)
             yield None
             return
         try:
