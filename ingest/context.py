@@ -86,6 +86,8 @@ def with_context(document: Document, chunks: Sequence[Chunk], label: str) -> lis
             if offset <= chunk.start:
                 heading = text
         context = SEPARATOR.join(part for part in (label, heading) if part)
+        # A table piece's own context (its header row) stays, under the label and heading.
+        context = "\n".join(part for part in (context, chunk.context) if part)
         out.append(dataclasses.replace(chunk, context=context))
     return out
 

@@ -20,6 +20,9 @@ from bs4 import BeautifulSoup
 from pypdf import PasswordType, PdfReader
 from pypdf.errors import DependencyError, PyPdfError
 
+from ingest import ocr as ocr_engine
+from ingest.ocr import OcrMode
+from ingest.pdf import finish_pages
 from rag.errors import LoadError
 from rag.types import Document, Page, sha256_hex
 
@@ -62,8 +65,12 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_document(path: Path) -> Document:
-    """Read a supported file once and return its pages of text, or raise `LoadError`."""
+def load_document(path: Path, ocr: OcrMode = "off") -> Document:
+    """Read a supported file once and return its pages of text, or raise `LoadError`.
+
+    `ocr` applies to PDFs (ingest/ocr.py): "auto" reads pages without usable text with
+    Tesseract, "force" every page, "off" none (the default here; the setting's default is auto).
+    """
     source = str(path)
     suffix = path.suffix.lower()
     if suffix not in _MEDIA_TYPES:
@@ -78,7 +85,7 @@ def load_document(path: Path) -> Document:
         raise LoadError(source, "empty file")
     media_type = _MEDIA_TYPES[suffix]
     if media_type == "application/pdf":
-        title, pages, empty = _load_pdf(raw, source)
+        title, pages, empty = _load_pdf(raw, source, ocr)
     else:
         title, text = _load_text(raw, source, media_type)
         pages, empty = (Page(1, text),), ()
@@ -143,19 +150,23 @@ def _quiet_pypdf() -> Iterator[None]:
                     _quiet_warnings = None
 
 
-def _load_pdf(raw: bytes, source: str) -> tuple[str, tuple[Page, ...], tuple[int, ...]]:
+def _load_pdf(
+    raw: bytes, source: str, ocr: OcrMode
+) -> tuple[str, tuple[Page, ...], tuple[int, ...]]:
     if b"%PDF-" not in raw[:1024]:
         raise LoadError(source, "malformed PDF: not a PDF file (no %PDF- header)")
     with _quiet_pypdf():
         try:
-            return _read_pdf(raw, source)
+            return _read_pdf(raw, source, ocr)
         except LoadError:
             raise
         except Exception as e:  # any parser failure (RecursionError, KeyError, ...) means broken
             raise LoadError(source, f"malformed PDF: {_short_cause(e)}") from e
 
 
-def _read_pdf(raw: bytes, source: str) -> tuple[str, tuple[Page, ...], tuple[int, ...]]:
+def _read_pdf(
+    raw: bytes, source: str, ocr: OcrMode
+) -> tuple[str, tuple[Page, ...], tuple[int, ...]]:
     reader = PdfReader(io.BytesIO(raw))
     if reader.is_encrypted:
         try:
@@ -168,8 +179,7 @@ def _read_pdf(raw: bytes, source: str) -> tuple[str, tuple[Page, ...], tuple[int
     page_count = len(reader.pages)
     if page_count == 0:
         raise LoadError(source, "no pages")
-    pages: list[Page] = []
-    empty: list[int] = []
+    texts: list[str] = []
     failures: list[Exception] = []
     for number, page in enumerate(reader.pages, start=1):
         try:
@@ -178,13 +188,15 @@ def _read_pdf(raw: bytes, source: str) -> tuple[str, tuple[Page, ...], tuple[int
             logger.debug("%s: page %d: text extraction failed: %r", source, number, e)
             failures.append(e)
             text = ""
-        if text:
-            pages.append(Page(number, text))
-        else:
-            empty.append(number)
+        texts.append(text)
     if len(failures) == page_count:
         raise LoadError(source, f"malformed PDF: {_short_cause(failures[0])}") from failures[0]
+    texts = finish_pages(raw, source, texts, ocr)
+    pages = [Page(n, text) for n, text in enumerate(texts, start=1) if text]
+    empty = [n for n, text in enumerate(texts, start=1) if not text]
     if not pages:
+        if ocr != "off" and ocr_engine.available():
+            raise LoadError(source, "no text layer, and OCR found no text (image-only pages)")
         raise LoadError(source, "no text layer (scanned or image-only pages); run OCR first")
     return _pdf_title(reader), tuple(pages), tuple(empty)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -24,12 +25,19 @@ LEXICAL_CONFIG: dict[str, Any] = {
     "b": 0.75,
     "stemmer": "english",
     "stopwords": "en",
+    "numbers": "whole",
 }
+# Numbers as people write them are one token: "$1,234.5" -> "1234.5", "12.4%" -> "12.4",
+# "(123)" -> "123", "FY2022" -> "fy2022". bm25s's default pattern (\b\w\w+\b) cut
+# "1,234.5" into "234" and dropped the rest, so a figure copied from a table never matched.
+_TOKEN_PATTERN = r"(?u)\d+(?:\.\d+)+|\b\w\w+\b"
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 
 
 def _tokenize(texts: list[str], stemmer: Any) -> Any:
     return bm25s.tokenize(
-        texts,
+        [_THOUSANDS.sub("", text) for text in texts],
+        token_pattern=_TOKEN_PATTERN,
         stopwords=LEXICAL_CONFIG["stopwords"],
         stemmer=stemmer,
         show_progress=False,
@@ -102,6 +110,10 @@ class LexicalIndex:
     @classmethod
     def load(cls, folder: Path) -> LexicalIndex:
         """Read an index saved by `save`; ValueError when its files do not fit together."""
+        saved = json.loads((folder / "config.json").read_text())
+        if saved != LEXICAL_CONFIG:
+            # Tokens made another way would never match this version's query tokens.
+            raise ValueError(f"it was built with {saved}, not {LEXICAL_CONFIG}")
         keys = np.load(folder / "keys.npy", allow_pickle=False)
         if keys.ndim != 1 or keys.dtype.kind != "i":
             raise ValueError(f"keys.npy holds {keys.dtype} of shape {keys.shape}, not chunk keys")

@@ -28,12 +28,15 @@ EmbedBackend = Literal["torch", "onnx", "int8"]
 LLMBackendName = Literal["embedded", "openai", "transformers"]
 # Where ingest and batch jobs run: this process, or a Ray cluster (rag.distributed).
 Engine = Literal["local", "ray"]
+# PDF pages read by Tesseract: those without usable text (auto), every page (force), or none.
+OcrMode = Literal["auto", "off", "force"]
 
 # The names each setting allows, for the CLI's and the chat's choices.
 INDEX_TYPES: tuple[str, ...] = get_args(IndexType)
 DEVICES: tuple[str, ...] = get_args(Device)
 LLM_BACKEND_NAMES: tuple[str, ...] = get_args(LLMBackendName)
 ENGINES: tuple[str, ...] = get_args(Engine)
+OCR_MODES: tuple[str, ...] = get_args(OcrMode)
 
 
 class Settings(BaseSettings):
@@ -127,6 +130,9 @@ class Settings(BaseSettings):
     max_question_chars: int = Field(4000, ge=16, le=1_000_000)
     # Links inside an ingested folder that point outside it are skipped unless this is on.
     follow_links: bool = False
+    # PDF pages with no text layer or garbled text get their text from Tesseract OCR when it is
+    # installed (`apt-get install tesseract-ocr`); "force" OCRs every page, "off" none.
+    ocr: OcrMode = "auto"
 
     progress: bool = True
 

@@ -18,7 +18,7 @@ from rag.cli.options import (
     settings_options,
 )
 from rag.embedding import EMBED_BACKENDS
-from rag.settings import INDEX_TYPES
+from rag.settings import INDEX_TYPES, OCR_MODES
 
 
 @click.command()
@@ -56,6 +56,12 @@ from rag.settings import INDEX_TYPES
 )
 @click.option(
     "--max-file-mb", type=float, help="Skip (and report) files larger than this (default 100)."
+)
+@click.option(
+    "--ocr",
+    type=click.Choice(OCR_MODES),
+    help="Read PDF pages with Tesseract: those with no usable text (auto, the default), "
+    "every page (force), or none (off).",
 )
 @engine_options("Ray actors that embed (default: one per GPU, else one per 2 CPUs).")
 @progress_option

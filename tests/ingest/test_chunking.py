@@ -57,7 +57,7 @@ def test_sizes_are_counted_in_the_embedders_tokens(paper: Document, minilm) -> N
     chunks = chunker.split(paper)
     lengths = [len(minilm.tokenizer.tokenize(c.text)) for c in chunks]
     assert max(lengths) <= 240 and sum(lengths) / len(lengths) > 120
-    assert chunker.describe()["unit"] == "tokens"
+    assert chunker.describe().unit == "tokens"
 
 
 def test_ids_are_stable_and_overlap_must_be_smaller_than_size(paper: Document) -> None:

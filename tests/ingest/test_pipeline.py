@@ -87,6 +87,8 @@ def test_changed_file_replaces_its_chunks_and_prune_removes_gone_files(
 
 def test_broken_pdfs_are_reported_and_the_job_goes_on(settings, shared_data: Path) -> None:
     broken = shared_data / "pdfs" / "broken"
+    # Without OCR: encrypted_doc_no_id.pdf is a scanned patent with no text layer.
+    settings = settings.model_copy(update={"ocr": "off"})
     report = job(settings).run_files("hostile", [broken])
     failed = dict(report.failed)
     assert failed[str(broken / "encrypted-file.pdf")].startswith("needs a password")
@@ -95,6 +97,21 @@ def test_broken_pdfs_are_reported_and_the_job_goes_on(settings, shared_data: Pat
     assert str(broken / "r2-empty-password.pdf") not in failed  # empty user password: opens
     assert report.ingested == len(list(broken.glob("*.pdf"))) - len(failed)
     assert report.ingested >= 5
+
+
+@pytest.mark.skipif(shutil.which("tesseract") is None, reason="no tesseract")
+def test_a_scan_without_text_layer_is_ingested_with_ocr(settings, shared_data: Path) -> None:
+    pdf = shared_data / "pdfs" / "broken" / "encrypted_doc_no_id.pdf"
+    report = job(settings).run_files("scan", [pdf])  # ocr = auto, the default
+    assert (report.ingested, report.failed) == (1, [])
+    collection = Collection.open(settings.index_dir, "scan")
+    try:
+        hits = Searcher(collection, settings, embedder=HashEmbedder(), reranker=None).retrieve(
+            "abbreviations", 3, "bm25"
+        )
+    finally:
+        collection.close()
+    assert hits and hits[0].chunk.page == 2  # the OCR text is that page's text
 
 
 def test_image_only_pages_are_reported_not_indexed(settings, shared_data: Path) -> None:

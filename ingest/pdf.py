@@ -1,0 +1,124 @@
+"""What happens to a PDF's page texts after pypdf has read them: OCR where the text layer is
+missing or garbage, tables where the page is a table, then running lines and broken words.
+
+    texts = finish_pages(raw, source, texts, ocr="auto")   # one text per page, "" for none
+
+PDFium (pypdfium2) renders the pages to OCR and gives the character boxes that tables need; it
+is opened only when a page needs one of them, so text pages cost what they cost before.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ingest.layout import drop_running_lines, join_hyphens, vocabulary
+from ingest.ocr import OcrError, OcrMode, Tesseract, garbled, needs_ocr
+from ingest.tables import looks_tabular, page_with_tables
+
+logger = logging.getLogger(__name__)
+
+# PDFium is not thread-safe: every call into it in this process goes through this lock.
+PDFIUM_LOCK = threading.RLock()
+# Table pages read per document; past this (a PDF of thousands of tiny tables) pages stay text.
+MAX_TABLE_PAGES = 400
+
+
+def finish_pages(raw: bytes, source: str, texts: list[str], ocr: OcrMode = "off") -> list[str]:
+    """The pages' final texts: OCR where needed and possible, then layout fixes."""
+    wanted = {n: why for n, text in enumerate(texts) if (why := needs_ocr(text, ocr))}
+    if wanted:
+        texts = _ocr_pages(raw, source, texts, wanted)
+    tabular = [n for n, text in enumerate(texts) if n not in wanted and looks_tabular(text)]
+    if tabular:
+        texts = _table_pages(raw, source, texts, tabular)
+    texts = drop_running_lines(texts)
+    words = vocabulary(texts)
+    return [join_hyphens(text, words) for text in texts]
+
+
+def _ocr_pages(raw: bytes, source: str, texts: list[str], wanted: dict[int, str]) -> list[str]:
+    engine = Tesseract.find()
+    if engine is None:
+        return texts
+    texts = list(texts)
+    with _pdfium(raw, source) as pdf:
+        if pdf is None:
+            return texts
+        for index, why in wanted.items():
+            logger.info("%s: page %d: OCR (%s)", source, index + 1, why)
+            try:
+                page = pdf[index]
+                found = _tidy(engine.read(page))
+            except OcrError as e:
+                logger.warning("%s: page %d: OCR failed: %s", source, index + 1, e)
+                continue
+            except Exception as e:  # noqa: BLE001 - PDFium failing on one page costs that page
+                logger.warning("%s: page %d: cannot render for OCR: %r", source, index + 1, e)
+                continue
+            if not found or garbled(found):
+                # A script Tesseract has no model for reads as noise: better no text than that.
+                if texts[index].strip() or found:
+                    logger.warning(
+                        "%s: page %d: OCR found no readable text (is the page in a language "
+                        "tesseract has a model for? languages: %s)",
+                        source,
+                        index + 1,
+                        engine.languages,
+                    )
+                continue
+            texts[index] = found
+    return texts
+
+
+def _table_pages(raw: bytes, source: str, texts: list[str], tabular: list[int]) -> list[str]:
+    """Pages that look like tables rebuilt with Markdown tables (ingest/tables.py)."""
+    if len(tabular) > MAX_TABLE_PAGES:
+        logger.warning(
+            "%s: %d pages look like tables; only the first %d are read as tables",
+            source,
+            len(tabular),
+            MAX_TABLE_PAGES,
+        )
+        tabular = tabular[:MAX_TABLE_PAGES]
+    texts = list(texts)
+    with _pdfium(raw, source) as pdf:
+        if pdf is None:
+            return texts
+        for index in tabular:
+            try:
+                rebuilt = page_with_tables(pdf[index])
+            except Exception as e:  # noqa: BLE001 - a page PDFium cannot read keeps its text
+                logger.debug("%s: page %d: no table pass: %r", source, index + 1, e)
+                continue
+            if rebuilt:
+                texts[index] = rebuilt
+    return texts
+
+
+def _tidy(text: str) -> str:
+    """Tesseract's output as the loader's text: no trailing spaces, at most one blank line."""
+    lines = [line.rstrip() for line in text.replace("\f", "\n").split("\n")]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+@contextmanager
+def _pdfium(raw: bytes, source: str) -> Iterator[Any]:
+    """The PDF opened with PDFium under `PDFIUM_LOCK`, or None (logged) when it will not open."""
+    import pypdfium2
+
+    with PDFIUM_LOCK:
+        try:
+            pdf = pypdfium2.PdfDocument(raw)
+        except Exception as e:  # noqa: BLE001 - pypdf read it; PDFium refusing costs only OCR
+            logger.warning("%s: PDFium cannot open it (%s); no OCR or tables", source, e)
+            yield None
+            return
+        try:
+            yield pdf
+        finally:
+            pdf.close()
