@@ -44,7 +44,7 @@ from tqdm import tqdm
 from rag.collection import Collection
 from rag.errors import ConfigError, RagError
 from rag.pipeline import Answerer
-from rag.questions import Question, read_file_bytes
+from rag.questions import Question, answer_records, read_file_bytes
 from rag.settings import Settings
 from rag.stack import Stack
 
@@ -55,10 +55,6 @@ WORKER_CPUS = 1.0
 
 # Where answers come from: records as they finish, stopped early by `close()`.
 Records = Generator[dict[str, Any], None, None]
-# An answers file's records, and the end of its last complete line.
-AnswerLines = tuple[list[dict[str, Any]], int]
-# How every line `rag batch` writes begins; a torn last line is a prefix of one.
-RECORD_START = b'{"id": '
 # The header row of the summary, which marks a CSV as one this command wrote.
 SUMMARY_HEADER = "id,refused,error,citations,sentences,supported,total_s,answer"
 
@@ -84,52 +80,12 @@ def finished_ids(out: Path) -> set[str]:
     if not out.exists():
         return set()
     data = read_file_bytes(out, "answers file")
-    records, end = _answer_records(data, out.name)
+    records, end = answer_records(data, out.name)
     if end < len(data):
         logger.warning("%s: dropping an unfinished last line", out)
         with out.open("r+b") as handle:
             handle.truncate(end)
     return {record["id"] for record in records}
-
-
-def _answer_records(data: bytes, name: str, keys: tuple[str, ...] = ("id",)) -> AnswerLines:
-    """The records in the complete lines of an answers file, and the end of the last one.
-
-    Every line must be a record with `keys`, else the file is not ours (or damaged) and nothing may
-    be appended to it or cut from it. An unfinished last line must start as every record starts.
-    """
-    end = data.rfind(b"\n") + 1
-    records: list[dict[str, Any]] = []
-    lines = data[:end].split(b"\n")
-    for n, line in enumerate(lines[:-1], start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line.decode("utf-8"))
-        except (ValueError, RecursionError):  # not UTF-8, not JSON, too deep
-            record = None
-        if problem := _not_a_record(record, keys):
-            raise ConfigError(
-                f"{name} line {n}: {problem}, so it is not an answers file of rag batch or that "
-                "line is damaged: repair or delete the line, or answer into another file"
-            )
-        records.append(record)
-    tail = data[end:]
-    if tail and not RECORD_START.startswith(tail[: len(RECORD_START)]):
-        raise ConfigError(
-            f"{name} line {len(lines)}: an unfinished last line that rag batch did not write: end "
-            "it with a newline or delete it, or answer into another file"
-        )
-    return records, end
-
-
-def _not_a_record(record: Any, keys: tuple[str, ...]) -> str:
-    """Why one parsed line of an answers file is not a record with `keys`; "" when it is."""
-    if not isinstance(record, dict):
-        return "not a JSON object"
-    if missing := [key for key in keys if key not in record]:
-        return f"no {missing[0]!r}"
-    return "" if isinstance(record["id"], str) else "its 'id' is not text"
 
 
 def _answer(answerer: Answerer, question: Question) -> dict[str, Any]:
@@ -289,7 +245,7 @@ def _answers_file(out: Path) -> Iterator[tuple[io.FileIO, set[str]]]:
             ) from None
         data = out.read_bytes()
         # Appending is for files this command wrote: every record has an id and an error.
-        records, end = _answer_records(data, out.name, keys=("id", "error"))
+        records, end = answer_records(data, out.name, keys=("id", "error"))
         if end < len(data):
             logger.warning("%s: dropping an unfinished last line", out)
             os.ftruncate(sink.fileno(), end)
@@ -430,7 +386,7 @@ def write_summary(out: Path) -> Path:
     Written whole to a temporary file and renamed, so a reader never sees half of it.
     """
     path = check_outputs(out)
-    records, _ = _answer_records(read_file_bytes(out, "answers file"), out.name)
+    records, _ = answer_records(read_file_bytes(out, "answers file"), out.name)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         # backslashreplace: a lone surrogate in an answer must not stop the summary.

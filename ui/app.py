@@ -22,6 +22,7 @@ import streamlit as st
 from ingest.loaders import SUPPORTED_SUFFIXES
 from rag.collection import list_collections
 from rag.errors import CollectionError, RagError
+from rag.filters import glob_escape
 from rag.generation import LLM, LLM_BACKENDS, Message
 from rag.retrieval import SEARCH_MODES
 from rag.settings import Settings
@@ -131,6 +132,24 @@ def sidebar(settings: Settings, names: list[str], default: str) -> Choices:
         )
         rerank = st.toggle("Rerank the top passages", value=settings.rerank)
     return Choices(str(name), int(top_k), str(mode), bool(rerank), str(backend))
+
+
+def document_scope(engine: Engine, collection: str) -> tuple[str, ...]:
+    """The documents picker: the `where` strings that keep search to the picked documents
+    (none picked: the whole collection). Filtering happens before ranking, so a scoped
+    question still gets its top k from those documents."""
+    sources = engine.documents()
+    names = {source: PurePath(source).name for source in sources}
+    with st.sidebar:
+        picked = st.multiselect(
+            "Only these documents",
+            sources,
+            format_func=names.__getitem__,
+            key=f"documents:{collection}",
+            placeholder="All documents",
+            help="Ask about some documents only; leave empty to search them all.",
+        )
+    return tuple(f"document={glob_escape(source)}" for source in picked)
 
 
 def show_status(engine: Engine, rerank: bool) -> str | None:
@@ -334,12 +353,14 @@ def main() -> None:
         choice = sidebar(settings, names, default or names[0])
         engine = open_engine(str(settings.index_dir.resolve()), choice.collection, settings)
         off_reason = show_status(engine, choice.rerank)
+        where = document_scope(engine, choice.collection)
         tuned = settings.model_copy(
             update={
                 "context_chunks": choice.top_k,
                 "search_mode": choice.mode,
                 "rerank": choice.rerank,
                 "llm_backend": choice.backend,
+                "where": where,
             }
         )
         llm, llm_error = answer_model(tuned)

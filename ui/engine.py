@@ -107,7 +107,7 @@ class Engine:
 
     def __init__(self, index_dir: Path, name: str, settings: Settings) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"rag-{name}")
-        self._searchers: dict[tuple[str, bool], Searcher] = {}
+        self._searchers: dict[tuple[str, bool, tuple[str, ...]], Searcher] = {}
         try:
             self.collection, self.searcher = self.call(self._open, index_dir, name, settings)
             self._inode = _inode(self.collection.path)
@@ -171,14 +171,20 @@ class Engine:
         and loaded, once)."""
         return self.call(describe, self.collection, self.searcher)
 
-    def searcher_for(self, mode: str, rerank: bool) -> Searcher:
-        """A searcher with these retrieval settings, sharing the embedder (engine thread only)."""
-        if (mode, rerank) not in self._searchers:
+    def searcher_for(self, mode: str, rerank: bool, where: tuple[str, ...] = ()) -> Searcher:
+        """A searcher with these retrieval settings and scope (`--where` strings), sharing the
+        embedder and reranker (engine thread only)."""
+        key = (mode, rerank, where)
+        if key not in self._searchers:
             tuned = self.searcher.settings.model_copy(
-                update={"search_mode": mode, "rerank": rerank}
+                update={"search_mode": mode, "rerank": rerank, "where": where}
             )
-            self._searchers[mode, rerank] = build_searcher(self.collection, tuned, self.searcher)
-        return self._searchers[mode, rerank]
+            self._searchers[key] = build_searcher(self.collection, tuned, self.searcher)
+        return self._searchers[key]
+
+    def documents(self) -> list[str]:
+        """The sources of the collection's documents, sorted (for the chat's picker)."""
+        return self.call(lambda: [d.source for d in self.collection.store.documents()])
 
     def answer(
         self, llm: LLM, settings: Settings, question: str, history: Sequence[Message] = ()
@@ -187,7 +193,7 @@ class Engine:
         with `settings`' mode and reranking, writing with `llm`. Close it to abandon the answer."""
 
         def events() -> Iterator[AnswerEvent]:  # on the engine's thread: the searcher uses SQLite
-            searcher = self.searcher_for(settings.search_mode, settings.rerank)
+            searcher = self.searcher_for(settings.search_mode, settings.rerank, settings.where)
             return build_answerer(searcher, llm, settings).stream(question, history)
 
         return self.stream(events)

@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import functools
 import io
-import threading
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
 
+from ingest.pdf import PDFIUM_LOCK
 from rag.errors import RagError
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
 SCALE = 1.5  # 72 dpi * 1.5: a letter page is about 918 x 1188 pixels
-# pdfium is not thread-safe, and every Streamlit session runs on its own thread.
-_PDFIUM_LOCK = threading.Lock()
 
 
 class PreviewError(RagError):
@@ -40,7 +38,9 @@ def render_page(path: str | Path, page: int, scale: float = SCALE) -> Image:
     path = Path(path)
     if not path.is_file():
         raise _missing(path, page)
-    with _PDFIUM_LOCK:
+    # pdfium is not thread-safe: Streamlit sessions run on threads, and ingest of an upload
+    # reads PDFs with it in the same process.
+    with PDFIUM_LOCK:
         try:
             pdf = pypdfium2.PdfDocument(path)
         except pypdfium2.PdfiumError as e:

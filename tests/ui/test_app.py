@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from rag.collection import Collection
 from rag.errors import CollectionError
 from rag.generation import LLM_BACKENDS, Message
 from rag.pipeline import REFUSAL_TEXT
@@ -106,6 +107,28 @@ def test_retrieval_settings_reach_the_answer(app: AppTest, llm_server: OpenAICom
     prompt = request["messages"][-1]["content"]
     assert "[2] (from " in prompt and "[3] (from " not in prompt
     assert app.chat_message[-1].text[0].value.startswith("I read sources [1], [2].")
+
+
+def test_picked_documents_scope_the_answer(
+    app: AppTest, index_dir: Path, llm_server: OpenAICompatServer
+) -> None:
+    app.run()
+    (picker,) = app.sidebar.multiselect
+    assert picker.label == "Only these documents" and "p000.md" in picker.options
+    with Collection.open(index_dir, "squad") as collection:
+        sources = [d.source for d in collection.store.documents()]
+    # Scoped to the Tesla and the oxygen paragraphs, a question finds only those.
+    picked = [source for source in sources if source.endswith(("p003.md", "p004.md"))]
+    picker.set_value(picked)
+    before = len(llm_server.chat_requests())
+    ask(app.run(), "What is Nikola Tesla best known for?")
+    (request,) = requests_since(llm_server, before)
+    prompt = request["messages"][-1]["content"]
+    assert "p003.md" in prompt and "[3] (from " not in prompt
+    assert not any(f"p00{n}.md" in prompt for n in (0, 1, 2))
+    # Scoped away from the Super Bowl paragraph, its question does not find it.
+    ask(app, SUPER_BOWL)
+    assert "p000.md" not in str([t.value for t in app.chat_message[-1].text])
 
 
 def test_document_text_is_shown_literally(app: AppTest) -> None:
