@@ -40,6 +40,7 @@ _SEGMENT_MAX_WORD = 24
 # A heading on this share of a document's pages (of at least that many) is a running header.
 _RUNNING_SHARE = 0.3
 _RUNNING_MIN_PAGES = 4
+_SECTION_NUMBER = re.compile(r"(?:\d{1,2}(?:\.\d{1,2})*\.?\s+)?")
 _MD_HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*$")
 
 
@@ -117,10 +118,13 @@ def heading_text(line: str) -> str:
         return ""
     if _NUMBERED.match(line):
         return line.rstrip(".:")
-    if line[-1] in ".,;:" or not line[0].isupper():
+    # A numbered section ("3.1 Encoder and Decoder Stacks") is judged by its words.
+    words = line[_SECTION_NUMBER.match(line).end() :].split()  # type: ignore[union-attr]
+    if not words or line[-1] in ".,;:" or not words[0][0].isupper():
         return ""
-    letters = sum(c.isalpha() for c in line)
-    if letters < 0.7 * sum(not c.isspace() for c in line) or letters < 4:
+    body = " ".join(words)
+    letters = sum(c.isalpha() for c in body)
+    if letters < 0.7 * sum(not c.isspace() for c in body) or letters < 4:
         return ""
     content = [w for w in words if w[0].isalpha() and w.lower() not in _MINOR_WORDS]
     if len(content) < 2 or not all(w[0].isupper() for w in content):
