@@ -9,12 +9,13 @@ load is counted the same way for all. A variant reports `setup` (imports and mod
 `work` (parse, chunk, embed, index) separately; the table's rates are end to end (setup + work).
 ONNX exports are built once before any timing (their one-off cost is reported on its own).
 Results go to a JSON file (default benchmarks/results/ingest_throughput.json).
+The jobs being timed are in ingest_runners.py, the experimental variants (OpenVINO static
+int8, pypdfium2) in ingest_experimental.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import itertools
 import json
 import os
@@ -31,127 +32,15 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from ingest_experimental import run_int8_pdfium, run_openvino_int8, run_openvino_int8_pdfium
+from ingest_runners import CHUNK_OVERLAP, CHUNK_TOKENS, MODEL, ROOT, run_langchain, run_rag
+
+HERE = Path(__file__).resolve().parent
 # The commit before the throughput work, for the "rag-before" variant.
 BASELINE_REV = "37ebf25"
-MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-CHUNK_TOKENS = 240
-CHUNK_OVERLAP = 32
 
 
 # --- variants (each runs inside a worker subprocess) ------------------------------------------
-
-
-def run_langchain(pdfs: list[Path], workdir: Path) -> dict[str, Any]:
-    """PyPDFLoader per file + RecursiveCharacterTextSplitter in MiniLM tokens +
-    HuggingFaceEmbeddings (default settings) + FAISS.from_documents."""
-    started = time.perf_counter()
-    from langchain_community.document_loaders import PyPDFLoader
-    from langchain_community.vectorstores import FAISS
-    from langchain_huggingface import HuggingFaceEmbeddings
-    from langchain_text_splitters import RecursiveCharacterTextSplitter
-    from transformers import AutoTokenizer
-
-    from rag.models import packaged_path
-
-    folder = str(packaged_path(MODEL))
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    embeddings = HuggingFaceEmbeddings(model_name=folder)
-    ready = time.perf_counter()
-
-    pages = []
-    for path in pdfs:  # one broken file would end the whole loop; the benchmark set is clean
-        pages.extend(PyPDFLoader(str(path)).load())
-    loaded = time.perf_counter()
-    splitter = RecursiveCharacterTextSplitter.from_huggingface_tokenizer(
-        tokenizer, chunk_size=CHUNK_TOKENS, chunk_overlap=CHUNK_OVERLAP
-    )
-    chunks = splitter.split_documents(pages)
-    split = time.perf_counter()
-    store = FAISS.from_documents(chunks, embeddings)
-    store.save_local(str(workdir / "faiss"))
-    done = time.perf_counter()
-    return {
-        "files": len(pdfs),
-        "pages": len(pages),
-        "chunks": len(chunks),
-        "setup_s": ready - started,
-        "work_s": done - ready,
-        "stages_s": {"load": loaded - ready, "chunk": split - loaded, "embed+index": done - split},
-    }
-
-
-class _TimedEmbedder:
-    """Forwards to an embedder and adds up the seconds spent in `embed`."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.seconds = 0.0
-
-    @property
-    def dimension(self) -> int:
-        return int(self.inner.dimension)
-
-    @property
-    def tokenizer(self) -> Any:
-        return self.inner.tokenizer
-
-    def embed(self, texts: list[str]) -> Any:
-        started = time.perf_counter()
-        try:
-            return self.inner.embed(texts)
-        finally:
-            self.seconds += time.perf_counter() - started
-
-
-def run_rag(
-    pdfs: list[Path],
-    workdir: Path,
-    backend: str = "torch",
-    job_class: Any = None,
-    embedder_factory: Callable[[], Any] | None = None,
-    loader: Callable[[Path], Any] | None = None,
-) -> dict[str, Any]:
-    """The project's ingest job with default settings, a fresh index folder, and `backend`."""
-    started = time.perf_counter()
-    from ingest.loaders import sha256_file
-    from ingest.pipeline import IngestJob
-    from ingest.sources import Source
-    from rag.embedding import SentenceTransformerEmbedder
-    from rag.settings import DEFAULT_EMBEDDER, Settings
-
-    settings = Settings.load(index_dir=workdir / "indexes", progress=False)
-    # Built as the job builds its own, plus the backend; loaded here so setup is timed apart.
-    embedder = (
-        embedder_factory()
-        if embedder_factory is not None
-        else SentenceTransformerEmbedder(
-            DEFAULT_EMBEDDER, settings.device, settings.embed_batch_size, backend=backend
-        )
-    )
-    _ = embedder.dimension, embedder.tokenizer
-    timed = _TimedEmbedder(embedder)
-    job = (job_class or IngestJob)(settings, embedder=timed)
-    ready = time.perf_counter()
-    if loader is None:
-        report = job.run_files("bench", pdfs)
-    else:
-        sources = [
-            Source(str(p), "file", sha256_file(p), functools.partial(loader, p)) for p in pdfs
-        ]
-        report = job.run("bench", sources)
-    done = time.perf_counter()
-    if report.failed:
-        raise SystemExit(f"ingest failed for {report.failed}")
-    return {
-        "files": report.ingested,
-        "pages": report.pages,
-        "chunks": report.chunks,
-        "setup_s": ready - started,
-        "work_s": done - ready,
-        "stages_s": {"embed (inside the job)": timed.seconds},
-    }
 
 
 def pipeline_before() -> ModuleType:
@@ -174,162 +63,6 @@ def pipeline_before() -> ModuleType:
 def run_rag_before(pdfs: list[Path], workdir: Path, backend: str = "torch") -> dict[str, Any]:
     """The job as it was before this work (embedding in calls of >= 512 chunks)."""
     return run_rag(pdfs, workdir, backend=backend, job_class=pipeline_before().IngestJob)
-
-
-# --- experimental: OpenVINO static int8 (not in the product; needs openvino and nncf) --------
-
-OV_CACHE = Path.home() / ".cache" / "rag" / "bench-openvino"
-OV_CALIBRATION = 64  # SciFact abstracts, from record 3000 on: not the PDFs being measured
-
-
-def openvino_int8_model() -> Path:
-    """An OpenVINO IR of MiniLM (pooling and normalisation included), int8 by NNCF's static
-    post-training quantisation; built once into OV_CACHE."""
-    target = OV_CACHE / f"minilm-int8-cal{OV_CALIBRATION}.xml"
-    if target.is_file():
-        return target
-    import logging
-
-    import nncf
-    import openvino as ov
-    import torch
-    from sentence_transformers import SentenceTransformer
-
-    from rag.models import packaged_path
-
-    nncf.set_log_level(logging.ERROR)
-    folder = str(packaged_path(MODEL))
-    model = SentenceTransformer(
-        folder, device="cpu", model_kwargs={"attn_implementation": "eager"}
-    ).eval()
-    names = ("input_ids", "attention_mask", "token_type_ids")
-
-    class Pipeline(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-            return self.model(dict(zip(names, tensors, strict=True)))["sentence_embedding"]
-
-    sample = model.tokenizer(["an example sentence", "two"], padding=True, return_tensors="pt")
-    converted = ov.convert_model(Pipeline().eval(), example_input=tuple(sample[n] for n in names))
-    for port, name in zip(converted.inputs, names, strict=True):
-        port.get_tensor().set_names({name})
-    records = (
-        (ROOT / "../shared/data/scifact/corpus.jsonl").read_text(encoding="utf-8").splitlines()
-    )
-    texts = [
-        f"{r['title']}\n\n{r['text']}"
-        for r in map(json.loads, records[3000 : 3000 + OV_CALIBRATION])
-    ]
-    batches = []
-    for start in range(0, len(texts), 8):
-        encoded = model.tokenizer(
-            texts[start : start + 8],
-            padding=True,
-            truncation=True,
-            max_length=256,
-            return_tensors="np",
-        )
-        batches.append({n: encoded[n].astype("int64") for n in names})
-    quantized = nncf.quantize(
-        converted,
-        nncf.Dataset(batches),
-        model_type=nncf.ModelType.TRANSFORMER,
-        subset_size=len(batches),
-    )
-    OV_CACHE.mkdir(parents=True, exist_ok=True)
-    ov.save_model(quantized, str(target))
-    model.tokenizer.save_pretrained(str(OV_CACHE))
-    return target
-
-
-class OpenVinoEmbedder:
-    """The Embedder protocol over an OpenVINO IR; batches cut by token length, as in the product's
-    ONNX backends."""
-
-    def __init__(self, xml: Path, batch_size: int = 64) -> None:
-        import openvino as ov
-        from transformers import AutoTokenizer
-
-        self.name = MODEL
-        self.batch_size = batch_size
-        self.tokenizer = AutoTokenizer.from_pretrained(str(xml.parent))
-        compiled = ov.Core().compile_model(str(xml), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-        self.request = compiled.create_infer_request()
-
-    @property
-    def dimension(self) -> int:
-        return 384
-
-    def embed(self, texts: list[str]) -> Any:
-        import numpy as np
-
-        ids = self.tokenizer(texts, truncation=True, max_length=256)["input_ids"]
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
-        out = np.empty((len(ids), 384), dtype=np.float32)
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start : start + self.batch_size]
-            width = len(ids[rows[0]])
-            input_ids = np.zeros((len(rows), width), dtype=np.int64)
-            mask = np.zeros((len(rows), width), dtype=np.int64)
-            for r, i in enumerate(rows):
-                input_ids[r, : len(ids[i])] = ids[i]
-                mask[r, : len(ids[i])] = 1
-            feeds = {
-                "input_ids": input_ids,
-                "attention_mask": mask,
-                "token_type_ids": np.zeros_like(mask),
-            }
-            out[rows] = next(iter(self.request.infer(feeds).values()))
-        return out / np.linalg.norm(out, axis=1, keepdims=True)
-
-
-def run_openvino_int8(pdfs: list[Path], workdir: Path) -> dict[str, Any]:
-    """The project's job with the experimental OpenVINO int8 embedder passed in."""
-    return run_rag(pdfs, workdir, embedder_factory=lambda: OpenVinoEmbedder(openvino_int8_model()))
-
-
-def pdfium_document(path: Path) -> Any:
-    """Experimental: a PDF's pages read with pypdfium2 (PDFium, C) instead of pypdf."""
-    import pypdfium2
-
-    from rag.types import Document, Page, sha256_hex
-
-    raw = path.read_bytes()
-    pages: list[Page] = []
-    empty: list[int] = []
-    for number, page in enumerate(pypdfium2.PdfDocument(raw), start=1):
-        text = page.get_textpage().get_text_range().replace("\r\n", "\n").replace("\r", "\n")
-        text = "\n".join(line.rstrip() for line in text.split("\n")).strip()
-        if text:
-            pages.append(Page(number, text))
-        else:
-            empty.append(number)
-    return Document(
-        id=sha256_hex(raw),
-        source=str(path),
-        title=path.stem,
-        media_type="application/pdf",
-        pages=tuple(pages),
-        empty_pages=tuple(empty),
-    )
-
-
-def run_int8_pdfium(pdfs: list[Path], workdir: Path) -> dict[str, Any]:
-    """As rag-int8 (the product's int8 backend), with PDFs read by pypdfium2."""
-    return run_rag(pdfs, workdir, backend="int8", loader=pdfium_document)
-
-
-def run_openvino_int8_pdfium(pdfs: list[Path], workdir: Path) -> dict[str, Any]:
-    """As rag-ov-int8, with PDFs read by pypdfium2."""
-    return run_rag(
-        pdfs,
-        workdir,
-        embedder_factory=lambda: OpenVinoEmbedder(openvino_int8_model()),
-        loader=pdfium_document,
-    )
 
 
 VARIANTS: dict[str, tuple[str, Callable[..., dict[str, Any]], dict[str, Any]]] = {
@@ -424,7 +157,8 @@ def prepare_exports(names: list[str]) -> dict[str, float]:
     }
     for backend in sorted({wanted[name] for name in names if name in wanted}):
         build = (
-            "__import__('benchmarks.ingest_throughput').ingest_throughput.openvino_int8_model()"
+            f"import sys; sys.path.insert(0, {str(HERE)!r}); "
+            "__import__('ingest_experimental').openvino_int8_model()"
             if backend == "openvino-int8"
             else f"__import__('rag.embedding').embedding.onnx_export({MODEL!r}, {backend!r})"
         )

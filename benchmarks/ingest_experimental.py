@@ -1,0 +1,169 @@
+"""Experimental ingest variants for benchmarks/ingest_throughput.py, none of them in the product.
+
+OpenVINO static int8 (NNCF post-training quantisation; needs `pip install openvino nncf`) as the
+embedder, and pypdfium2 (PDFium, C) instead of pypdf for page text. Heavy imports are inside the
+functions, so importing this module costs nothing until a variant runs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ingest_runners import MODEL, ROOT, run_rag
+
+# --- experimental: OpenVINO static int8 (not in the product; needs openvino and nncf) --------
+
+OV_CACHE = Path.home() / ".cache" / "rag" / "bench-openvino"
+OV_CALIBRATION = 64  # SciFact abstracts, from record 3000 on: not the PDFs being measured
+
+
+def openvino_int8_model() -> Path:
+    """An OpenVINO IR of MiniLM (pooling and normalisation included), int8 by NNCF's static
+    post-training quantisation; built once into OV_CACHE."""
+    target = OV_CACHE / f"minilm-int8-cal{OV_CALIBRATION}.xml"
+    if target.is_file():
+        return target
+    import logging
+
+    import nncf
+    import openvino as ov
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from rag.models import packaged_path
+
+    nncf.set_log_level(logging.ERROR)
+    folder = str(packaged_path(MODEL))
+    model = SentenceTransformer(
+        folder, device="cpu", model_kwargs={"attn_implementation": "eager"}
+    ).eval()
+    names = ("input_ids", "attention_mask", "token_type_ids")
+
+    class Pipeline(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+            return self.model(dict(zip(names, tensors, strict=True)))["sentence_embedding"]
+
+    sample = model.tokenizer(["an example sentence", "two"], padding=True, return_tensors="pt")
+    converted = ov.convert_model(Pipeline().eval(), example_input=tuple(sample[n] for n in names))
+    for port, name in zip(converted.inputs, names, strict=True):
+        port.get_tensor().set_names({name})
+    records = (
+        (ROOT / "../shared/data/scifact/corpus.jsonl").read_text(encoding="utf-8").splitlines()
+    )
+    texts = [
+        f"{r['title']}\n\n{r['text']}"
+        for r in map(json.loads, records[3000 : 3000 + OV_CALIBRATION])
+    ]
+    batches = []
+    for start in range(0, len(texts), 8):
+        encoded = model.tokenizer(
+            texts[start : start + 8],
+            padding=True,
+            truncation=True,
+            max_length=256,
+            return_tensors="np",
+        )
+        batches.append({n: encoded[n].astype("int64") for n in names})
+    quantized = nncf.quantize(
+        converted,
+        nncf.Dataset(batches),
+        model_type=nncf.ModelType.TRANSFORMER,
+        subset_size=len(batches),
+    )
+    OV_CACHE.mkdir(parents=True, exist_ok=True)
+    ov.save_model(quantized, str(target))
+    model.tokenizer.save_pretrained(str(OV_CACHE))
+    return target
+
+
+class OpenVinoEmbedder:
+    """The Embedder protocol over an OpenVINO IR; batches cut by token length, as in the product's
+    ONNX backends."""
+
+    def __init__(self, xml: Path, batch_size: int = 64) -> None:
+        import openvino as ov
+        from transformers import AutoTokenizer
+
+        self.name = MODEL
+        self.batch_size = batch_size
+        self.tokenizer = AutoTokenizer.from_pretrained(str(xml.parent))
+        compiled = ov.Core().compile_model(str(xml), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        self.request = compiled.create_infer_request()
+
+    @property
+    def dimension(self) -> int:
+        return 384
+
+    def embed(self, texts: list[str]) -> Any:
+        import numpy as np
+
+        ids = self.tokenizer(texts, truncation=True, max_length=256)["input_ids"]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
+        out = np.empty((len(ids), 384), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            width = len(ids[rows[0]])
+            input_ids = np.zeros((len(rows), width), dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            for r, i in enumerate(rows):
+                input_ids[r, : len(ids[i])] = ids[i]
+                mask[r, : len(ids[i])] = 1
+            feeds = {
+                "input_ids": input_ids,
+                "attention_mask": mask,
+                "token_type_ids": np.zeros_like(mask),
+            }
+            out[rows] = next(iter(self.request.infer(feeds).values()))
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def run_openvino_int8(pdfs: list[Path], workdir: Path) -> dict[str, Any]:
+    """The project's job with the experimental OpenVINO int8 embedder passed in."""
+    return run_rag(pdfs, workdir, embedder_factory=lambda: OpenVinoEmbedder(openvino_int8_model()))
+
+
+def pdfium_document(path: Path) -> Any:
+    """Experimental: a PDF's pages read with pypdfium2 (PDFium, C) instead of pypdf."""
+    import pypdfium2
+
+    from rag.types import Document, Page, sha256_hex
+
+    raw = path.read_bytes()
+    pages: list[Page] = []
+    empty: list[int] = []
+    for number, page in enumerate(pypdfium2.PdfDocument(raw), start=1):
+        text = page.get_textpage().get_text_range().replace("\r\n", "\n").replace("\r", "\n")
+        text = "\n".join(line.rstrip() for line in text.split("\n")).strip()
+        if text:
+            pages.append(Page(number, text))
+        else:
+            empty.append(number)
+    return Document(
+        id=sha256_hex(raw),
+        source=str(path),
+        title=path.stem,
+        media_type="application/pdf",
+        pages=tuple(pages),
+        empty_pages=tuple(empty),
+    )
+
+
+def run_int8_pdfium(pdfs: list[Path], workdir: Path) -> dict[str, Any]:
+    """As rag-int8 (the product's int8 backend), with PDFs read by pypdfium2."""
+    return run_rag(pdfs, workdir, backend="int8", loader=pdfium_document)
+
+
+def run_openvino_int8_pdfium(pdfs: list[Path], workdir: Path) -> dict[str, Any]:
+    """As rag-ov-int8, with PDFs read by pypdfium2."""
+    return run_rag(
+        pdfs,
+        workdir,
+        embedder_factory=lambda: OpenVinoEmbedder(openvino_int8_model()),
+        loader=pdfium_document,
+    )
