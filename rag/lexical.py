@@ -26,17 +26,20 @@ LEXICAL_CONFIG: dict[str, Any] = {
     "stemmer": "english",
     "stopwords": "en",
     "numbers": "whole",
+    "periods": "split",
 }
 # Numbers as people write them are one token: "$1,234.5" -> "1234.5", "12.4%" -> "12.4",
-# "(123)" -> "123", "FY2022" -> "fy2022". bm25s's default pattern (\b\w\w+\b) cut
-# "1,234.5" into "234" and dropped the rest, so a figure copied from a table never matched.
+# "(123)" -> "123". bm25s's default pattern (\b\w\w+\b) cut "1,234.5" into "234" and dropped
+# the rest, so a figure copied from a table never matched. A period glued to its year is two
+# tokens, "FY2022" -> "fy", "2022": questions say FY2022 where filings say "fiscal 2022".
 _TOKEN_PATTERN = r"(?u)\d+(?:\.\d+)+|\b\w\w+\b"
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+_PERIOD_YEAR = re.compile(r"\b(FY|CY|Q[1-4]|H[12])'?((?:19|20)?\d\d)\b", re.IGNORECASE)
 
 
 def _tokenize(texts: list[str], stemmer: Any) -> Any:
     return bm25s.tokenize(
-        [_THOUSANDS.sub("", text) for text in texts],
+        [_PERIOD_YEAR.sub(r"\1 \2", _THOUSANDS.sub("", text)) for text in texts],
         token_pattern=_TOKEN_PATTERN,
         stopwords=LEXICAL_CONFIG["stopwords"],
         stemmer=stemmer,
