@@ -89,8 +89,10 @@ def run_rag(
     job_class: Any = None,
     embedder_factory: Callable[[], Any] | None = None,
     loader: Callable[[Path], Any] | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The project's ingest job with default settings, a fresh index folder, and `backend`."""
+    """The project's ingest job with default settings (or `overrides` of them), a fresh index
+    folder, and `backend`."""
     started = time.perf_counter()
     from ingest.loaders import sha256_file
     from ingest.pipeline import IngestJob
@@ -98,7 +100,7 @@ def run_rag(
     from rag.embedding import SentenceTransformerEmbedder
     from rag.settings import DEFAULT_EMBEDDER, Settings
 
-    settings = Settings.load(index_dir=workdir / "indexes", progress=False)
+    settings = Settings.load(index_dir=workdir / "indexes", progress=False, **(overrides or {}))
     # Built as the job builds its own, plus the backend; loaded here so setup is timed apart.
     embedder = (
         embedder_factory()

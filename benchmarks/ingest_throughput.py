@@ -84,6 +84,11 @@ VARIANTS: dict[str, tuple[str, Callable[..., dict[str, Any]], dict[str, Any]]] =
     "rag": ("the job now (embeds as soon as a batch is ready), torch fp32", run_rag, {}),
     "rag-onnx": ("... ONNX Runtime fp32, fused attention", run_rag, {"backend": "onnx"}),
     "rag-int8": ("... ONNX Runtime int8 (per-channel dynamic)", run_rag, {"backend": "int8"}),
+    "rag-int8-plain": (
+        "rag-int8 without the document features of issue #13: no OCR, chunks without context",
+        run_rag,
+        {"backend": "int8", "overrides": {"ocr": "off", "chunk_context": False}},
+    ),
     "rag-int8-pdfium": (
         "experimental, not in the product: rag-int8 with PDFs read by pypdfium2, not pypdf",
         run_int8_pdfium,
@@ -150,6 +155,7 @@ def prepare_exports(names: list[str]) -> dict[str, float]:
     wanted = {
         "rag-onnx": "onnx",
         "rag-int8": "int8",
+        "rag-int8-plain": "int8",
         "rag-before-int8": "int8",
         "rag-int8-pdfium": "int8",
         "rag-ov-int8": "openvino-int8",
