@@ -44,19 +44,29 @@ _SECTION_NUMBER = re.compile(r"(?:\d{1,2}(?:\.\d{1,2})*\.?\s+)?")
 _MD_HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*$")
 
 
-def document_label(document: Document, metadata: Mapping[str, str] | None = None) -> str:
+def document_label(
+    document: Document, metadata: Mapping[str, str] | None = None, file_name: bool = True
+) -> str:
     """The words that name a document: its file name's words (run-together words split by the
     document's own vocabulary: LOCKHEEDMARTIN_2022_10K is "Lockheed Martin 2022 10K" when the
     filing says "Lockheed Martin"), an informative title, and the values the user attached with
-    `--meta` (company=3M year=2022 gives "3M 2022")."""
+    `--meta` (company=3M year=2022 gives "3M 2022"). `file_name=False` for documents that have
+    no file (records of a BEIR corpus, whose source names say nothing). A title the first page
+    already starts with is not repeated."""
     parts: list[str] = []
-    stem = _stem_words(document.source, _vocabulary(document))
+    stem = _stem_words(document.source, _vocabulary(document)) if file_name else ""
     if stem:
         parts.append(stem)
     title = " ".join(document.title.split())
     # The loader falls back to the file's stem for a title; that is already in the label.
     unnamed = {stem.lower(), PurePath(document.source).stem.lower()}
-    if title and not _ID_LIKE.match(title) and title.lower() not in unnamed:
+    opening = " ".join(document.pages[0].text[: 2 * len(title) + 8].split()).lower().lstrip("# ")
+    if (
+        title
+        and not _ID_LIKE.match(title)
+        and title.lower() not in unnamed
+        and not opening.startswith(title.lower())
+    ):
         parts.append(title)
     for key, value in (metadata or {}).items():
         if key not in {"title", "type"} and value and value.lower() not in " ".join(parts).lower():

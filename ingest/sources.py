@@ -215,5 +215,6 @@ def prepare(source: Source, chunker: Chunker) -> Prepared:
     if not chunks:
         return Prepared(source, None, [], "no text to index")
     if chunker.context:
-        chunks = with_context(document, chunks, document_label(document, source.metadata))
+        label = document_label(document, source.metadata, file_name=source.origin == "file")
+        chunks = with_context(document, chunks, label)
     return Prepared(source, document, chunks)

@@ -74,3 +74,11 @@ def test_a_heading_on_most_pages_is_a_running_header() -> None:
     document = Document("id", "/x/r.md", "r", "text/markdown", pages)
     chunks = with_context(document, Chunker(50, 5).split(document), "r")
     assert {c.context for c in chunks} == {"r"}
+
+
+def test_records_and_titles_already_on_the_page_add_nothing() -> None:
+    page = Page(1, "# Super Bowl 50\n\nThe game was played in Santa Clara.")
+    markdown = Document("id", "/x/sb50.md", "Super Bowl 50", "text/markdown", (page,))
+    assert document_label(markdown) == "sb50"
+    record = Document("id", "scifact:4983", "Microstructural development", "", (Page(1, "x"),))
+    assert document_label(record, file_name=False) == "Microstructural development"
