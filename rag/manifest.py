@@ -20,12 +20,17 @@ from typing import Any
 
 from rag.errors import CollectionError, DiskFullError
 from rag.rerank import CROSS_ENCODER, Fusion
-from rag.store import SCHEMA_VERSION, damaged, is_disk_full
+from rag.store import damaged, is_disk_full
 
 MANIFEST = "manifest.json"
 
 # The JSON key under which a registered reranker keeps the held-out scores it was registered on.
 HELD_OUT_KEY = "held_out_ndcg@10"
+
+
+# The manifest's own format. The store's schema (rag.store.SCHEMA_VERSION) moves on its own and
+# migrates in place; an old manifest must keep opening when it does.
+MANIFEST_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -161,7 +166,7 @@ class Manifest:
     lexical: Mapping[str, Any] | None = None
     reranker: RegisteredReranker | None = None
     pending_embedder: PendingEmbedder | None = None
-    schema_version: int = SCHEMA_VERSION
+    schema_version: int = MANIFEST_VERSION
     extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -225,10 +230,10 @@ def read_manifest(path: Path) -> Manifest:
     except ValueError as e:  # not JSON, or not UTF-8
         raise damaged(path, str(e)) from e
     version = data.get("schema_version") if isinstance(data, dict) else None
-    if isinstance(version, int) and version != SCHEMA_VERSION:
+    if isinstance(version, int) and version != MANIFEST_VERSION:
         raise CollectionError(
             f"collection {data.get('name', path.parent.name)!r} has schema version "
-            f"{version}; this version of rag reads {SCHEMA_VERSION}"
+            f"{version}; this version of rag reads {MANIFEST_VERSION}"
         )
     try:
         return Manifest.from_json(data)
@@ -278,8 +283,8 @@ def _problem(manifest: dict[str, Any]) -> str | None:
     def count(value: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
-    if manifest.get("schema_version") != SCHEMA_VERSION:
-        return bad("schema_version", manifest.get("schema_version"), str(SCHEMA_VERSION))
+    if manifest.get("schema_version") != MANIFEST_VERSION:
+        return bad("schema_version", manifest.get("schema_version"), str(MANIFEST_VERSION))
     if not isinstance(manifest.get("name"), str):
         return bad("name", manifest.get("name"), "a name")
     for key in ("embedder", "pending_embedder"):

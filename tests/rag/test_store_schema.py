@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -44,3 +45,58 @@ def test_version_1_store_is_migrated_and_keeps_its_rows(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:
         (version,) = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
     assert int(version) == SCHEMA_VERSION
+
+
+# manifest.json as rag wrote it before the store's schema 2 (2452c15).
+OLD_MANIFEST = {
+    "schema_version": 1,
+    "name": "old",
+    "created_at": "2026-11-30T19:43:14+00:00",
+    "embedder": {"name": "test/hash-embedder", "dimension": 8},
+    "chunking": {
+        "splitter": "langchain RecursiveCharacterTextSplitter",
+        "unit": "tokens",
+        "chunk_tokens": 240,
+        "chunk_overlap": 32,
+    },
+    "lexical": {
+        "library": "bm25s",
+        "method": "lucene",
+        "k1": 1.5,
+        "b": 0.75,
+        "stemmer": "english",
+        "stopwords": "en",
+    },
+    "reranker": None,
+}
+
+
+def test_a_collection_made_by_the_previous_release_opens_searches_and_grows(
+    tmp_path: Path, squad_paragraphs
+) -> None:
+    from ingest.pipeline import IngestJob
+    from rag.collection import Collection
+    from rag.embedding import HashEmbedder
+    from rag.retrieval import Searcher
+    from rag.settings import Settings
+    from tests.conftest import write_squad_docs
+
+    folder = tmp_path / "idx" / "old"
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text(json.dumps(OLD_MANIFEST))
+    with sqlite3.connect(folder / "store.sqlite") as db:
+        db.executescript(VERSION_1.replace("zeroblob(8)", "zeroblob(32)"))
+    embedder = HashEmbedder(dimension=8)
+    settings = Settings.load(
+        index_dir=tmp_path / "idx", progress=False, embedding_model=embedder.name, rerank=False
+    )
+    with Collection.open(settings.index_dir, "old") as collection:
+        assert not collection.manifest.chunking.context  # made before chunk context
+        assert Searcher(collection, settings, embedder=embedder).search("hello", mode="bm25").hits
+    docs = write_squad_docs(tmp_path / "docs", squad_paragraphs, 2)
+    report = IngestJob(settings, embedder=embedder).run_files("old", docs)
+    assert report.added == 2
+    with Collection.open(settings.index_dir, "old") as collection:
+        # New documents into an old collection are indexed as its old ones were: no context.
+        keys, _ = collection.store.live_texts()
+        assert all(not chunk.context for chunk in collection.store.chunks(keys).values())
