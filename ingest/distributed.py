@@ -129,7 +129,7 @@ class _EmbedWorker:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[bytes]]:
         items: list[Prepared] = [pickle.loads(blob) for blob in batch["prepared"]]
         texts = [
-            chunk.indexed_text for item in items if item.error is None for chunk in item.chunks
+            chunk.embedded_text for item in items if item.error is None for chunk in item.chunks
         ]
         vectors = self.embedder.embed(texts) if texts else None
         out: list[bytes] = []

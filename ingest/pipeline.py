@@ -290,7 +290,7 @@ def _embed_batch(
     """One embedder call for every chunk of `batch`; each item with its own vectors."""
     if not batch:
         return
-    vectors = embedder.embed([chunk.indexed_text for item in batch for chunk in item.chunks])
+    vectors = embedder.embed([chunk.embedded_text for item in batch for chunk in item.chunks])
     offset = 0
     for item in batch:
         yield item, vectors[offset : offset + len(item.chunks)]

@@ -50,3 +50,25 @@ def cited_numbers(text: str) -> tuple[int, ...]:
             if number not in found:
                 found.append(number)
     return tuple(found)
+
+
+# A Markdown table's rule line: "| --- | :---: |".
+_TABLE_RULE = re.compile(r"^\|(?:\s*:?-{3,}:?\s*\|)+\s*$")
+
+
+def embedding_text(text: str) -> str:
+    """`text` as the bi-encoder should read it: Markdown table rows as plain rows ("Net sales,
+    $34,229, $35,355"), rule lines dropped. The pipes help a reader and an LLM; to a model trained
+    on sentences they are noise (financebench-dev, dense page@5: 0.314 with pipes, 0.371 without;
+    docs/documents.md)."""
+    if "|" not in text:
+        return text
+    lines = []
+    for line in text.split("\n"):
+        if not line.startswith("|"):
+            lines.append(line)
+        elif not _TABLE_RULE.match(line):
+            cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+            if row := ", ".join(cell for cell in cells if cell):
+                lines.append(row)
+    return "\n".join(lines)

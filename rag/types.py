@@ -6,6 +6,8 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
+from rag.text import embedding_text
+
 # C0 and C1 controls, DEL, and the Unicode line and paragraph separators: anything that can break
 # a line or move a terminal's cursor.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -82,8 +84,13 @@ class Chunk:
 
     @property
     def indexed_text(self) -> str:
-        """The text the embedder and BM25 see: the context line, then the chunk."""
+        """The text BM25 sees: the context line, then the chunk."""
         return f"{self.context}\n{self.text}" if self.context else self.text
+
+    @property
+    def embedded_text(self) -> str:
+        """The text the bi-encoder sees: the indexed text, tables as plain rows."""
+        return embedding_text(self.indexed_text)
 
     def __repr__(self) -> str:
         return (

@@ -26,6 +26,7 @@ from rag.manifest import EmbedderInfo, RegisteredReranker
 from rag.rerank import MAXSIM, CrossEncoderReranker, Fusion, MaxSimReranker
 from rag.retrieval import Searcher, index_params
 from rag.settings import DEFAULT_EMBEDDER, Settings
+from rag.text import embedding_text
 from rag.tune.card import model_card, write_card
 from rag.tune.dataset import positive_texts, prepare
 from rag.tune.heldout import dense_ndcg, evaluate_reranking, held_out_candidates, reranking_samples
@@ -242,7 +243,8 @@ def _reembed(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Embed every live chunk with the tuned model, in blocks saved as they finish (a rerun of
     an interrupted command picks them up)."""
-    keys, texts = collection.store.live_texts()
+    keys, indexed = collection.store.live_texts()
+    texts = [embedding_text(text) for text in indexed]  # as ingest embeds them
     folder.mkdir(parents=True, exist_ok=True)
     stamp = _model_stamp(embedder.name)
     parts = []

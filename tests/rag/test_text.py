@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.text import CITATION, cited_numbers, marker_numbers, split_sentences
+from rag.text import CITATION, cited_numbers, embedding_text, marker_numbers, split_sentences
 
 
 def context(paragraphs: list[dict[str, object]], title: str, holding: str) -> str:
@@ -62,3 +62,10 @@ def test_markers_are_read_back_in_order_and_dropped_for_scoring() -> None:
 @pytest.mark.parametrize("marker", ["[1]", "[1,2]", "[1 , 2]", "[10; 2]"])
 def test_every_marker_form_is_one_match(marker: str) -> None:
     assert [m.group(0) for m in CITATION.finditer(f"Paris {marker}.")] == [marker]
+
+
+def test_tables_are_plain_rows_for_the_embedder() -> None:
+    table = "| (Millions) | 2022 | 2021 |\n| --- | :---: | --- |\n| Net sales | $34,229 | |"
+    text = f"3M · Income\n{table}"
+    assert embedding_text(text) == "3M · Income\n(Millions), 2022, 2021\nNet sales, $34,229"
+    assert embedding_text("a | b, not a table") == "a | b, not a table"
