@@ -57,6 +57,23 @@ def reciprocal_rank_fusion(
     return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
 
 
+def per_page_limit(hits: Sequence[Hit], per_page: int) -> list[Hit]:
+    """`hits` in order, keeping at most `per_page` of any one page of any one document (0: all).
+
+    Neighbouring chunks of one page overlap and say much the same; five results from five pages
+    find the evidence page more often than three of the same page (docs/documents.md)."""
+    if not per_page:
+        return list(hits)
+    seen: dict[tuple[str, int], int] = {}
+    kept = []
+    for hit in hits:
+        page = (hit.chunk.document_id, hit.chunk.page)
+        if seen.get(page, 0) < per_page:
+            seen[page] = seen.get(page, 0) + 1
+            kept.append(hit)
+    return kept
+
+
 class Searcher:
     """Retrieval over one collection, with an optional reranking stage (MaxSim or cross-encoder)."""
 
@@ -147,8 +164,12 @@ class Searcher:
         rerank: bool = True,
         where: Where | None = None,
     ) -> SearchResult:
-        """Retrieve, rerank the top `rerank_depth` when a reranker is available, cut to top_k."""
+        """Retrieve, rerank the top `rerank_depth` when a reranker is available, keep at most
+        `chunks_per_page` chunks of any one page (the best ones), cut to top_k."""
         top_k = top_k or self.settings.top_k
+        per_page = self.settings.chunks_per_page
+        # Room to skip a page's further chunks and still fill top_k.
+        depth = max(top_k, self.settings.candidates) if per_page else top_k
         notices: list[str] = []
         where = self.where if where is None else where
         allowed = self.allowed_keys(where)
@@ -159,17 +180,20 @@ class Searcher:
         if choice.reranker is None:
             if choice.reason:
                 notices.append(choice.reason)
-            hits = self.retrieve(query, top_k, mode, where)
+            hits = per_page_limit(self.retrieve(query, depth, mode, where), per_page)
             timings = {"retrieve_s": time.perf_counter() - started}
-            return SearchResult(query, tuple(hits), tuple(notices), timings)
-        candidates = self.retrieve(query, max(top_k, self.settings.rerank_depth), mode, where)
+            return SearchResult(query, tuple(hits[:top_k]), tuple(notices), timings)
+        rerank_depth = self.settings.rerank_depth
+        candidates = self.retrieve(query, max(depth, rerank_depth), mode, where)
         retrieved = time.perf_counter()
-        head = choice.reranker.rerank(query, candidates[: self.settings.rerank_depth])
+        head = choice.reranker.rerank(query, candidates[:rerank_depth])
         timings = {
             "retrieve_s": retrieved - started,
             "rerank_s": time.perf_counter() - retrieved,
         }
-        return SearchResult(query, tuple(head[:top_k]), tuple(notices), timings)
+        # Below the reranked head, first-stage order fills the places repeated pages left.
+        ranked = per_page_limit([*head, *candidates[rerank_depth:]], per_page) if per_page else head
+        return SearchResult(query, tuple(ranked[:top_k]), tuple(notices), timings)
 
     def _dense(
         self, query: str, k: int, allowed: np.ndarray | None = None

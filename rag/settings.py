@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     # Search only these documents and pages (`--where`, rag/filters.py): "document=3M_*.pdf",
     # "page=40-60", or a metadata key=value attached at ingest with `--meta`.
     where: tuple[str, ...] = ()
+    # At most this many chunks of one page among a search's results (0: no limit): the best
+    # chunk of a page stands for it, and the other places go to other pages.
+    chunks_per_page: int = Field(1, ge=0)
 
     # Index: exact below the threshold, approximate above it (when index_type is "auto").
     index_type: IndexType = "auto"

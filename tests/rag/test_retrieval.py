@@ -135,3 +135,33 @@ def test_langchain_retriever(squad_collection, minilm, squad_paragraphs) -> None
     assert found[0].metadata["source"] == str(docs[0])
     assert found[0].metadata["page"] == 1 and found[0].page_content
     assert Path(found[0].metadata["source"]).exists()
+
+
+@pytest.fixture(scope="module")
+def paper(tmp_path_factory, shared_data, minilm):
+    """One real 15-page paper, several chunks a page."""
+    from rag.settings import Settings
+
+    root = tmp_path_factory.mktemp("paper")
+    settings = Settings.load(index_dir=root / "idx", progress=False, device="cpu", rerank=False)
+    IngestJob(settings, embedder=minilm).run_files("p", [shared_data / "pdfs/real/1706.03762.pdf"])
+    with Collection.open(settings.index_dir, "p") as collection:
+        yield collection, settings
+
+
+@pytest.mark.parametrize("mode", ["dense", "hybrid"])
+def test_results_keep_one_chunk_a_page_by_default(paper, minilm, mode: str) -> None:
+    collection, settings = paper
+    query = "multi-head attention with scaled dot-product attention"
+    pages = [
+        hit.chunk.page
+        for hit in Searcher(collection, settings, embedder=minilm).search(query, 8, mode).hits
+    ]
+    assert len(pages) == 8 and len(set(pages)) == 8
+    unlimited = settings.model_copy(update={"chunks_per_page": 0})
+    everything = Searcher(collection, unlimited, embedder=minilm).search(query, 8, mode).hits
+    repeated = [hit.chunk.page for hit in everything]
+    assert len(set(repeated)) < len(repeated)  # the same query finds pages twice without it
+    # The best chunk of each page stands for it, in the order the unlimited search gives.
+    firsts = list(dict.fromkeys(repeated))
+    assert pages[: len(firsts)] == firsts[: len(pages)]
