@@ -11,6 +11,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -182,6 +183,12 @@ class Settings(BaseSettings):
             return bound(**given)
         except ValidationError as e:
             raise ConfigError(_describe(e)) from e
+        except SettingsError as e:  # a list setting from the environment that is not JSON
+            reason = str(e).splitlines()[0]
+            raise ConfigError(
+                f"{reason}: a list setting takes JSON from the environment, "
+                "e.g. RAG_WHERE='[\"company=3M\"]'"
+            ) from e
         except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as e:
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise ConfigError(f"config file {toml_file} is not valid TOML: {reason}") from e
