@@ -8,7 +8,8 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def wait_for(ready: Callable[[], bool], timeout_s: float, what: str, poll_s: float = 0.05) -> None:
+    """Poll `ready()` until it holds; fail the test with `what` if `timeout_s` pass first. A
+    bound on waiting for something to happen, not a measurement: no test asserts a speed."""
+    limit = time.monotonic() + timeout_s
+    while not ready():
+        if limit <= time.monotonic():
+            pytest.fail(what)
+        time.sleep(poll_s)
 
 
 @pytest.fixture(scope="session")

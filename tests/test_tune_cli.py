@@ -7,14 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from rag.cli import cli
-from tests.conftest import REPO, write_squad_docs
+from tests.conftest import REPO, wait_for, write_squad_docs
 
 
 def test_tune_errors_are_one_line(tmp_path: Path) -> None:
@@ -82,10 +81,15 @@ def test_ctrl_c_keeps_the_best_checkpoint_and_the_same_command_resumes(
     process = subprocess.Popen(
         command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    deadline = time.monotonic() + 600
-    while not list(checkpoints.glob("checkpoint-*/trainer_state.json")) and process.poll() is None:
-        assert time.monotonic() < deadline, "no checkpoint appeared"
-        time.sleep(0.2)
+    wait_for(
+        lambda: (
+            bool(list(checkpoints.glob("checkpoint-*/trainer_state.json")))
+            or process.poll() is not None
+        ),
+        600,
+        "no checkpoint appeared",
+        poll_s=0.2,
+    )
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=600)
     assert process.returncode == 0, err

@@ -19,14 +19,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, wait_for
 
 BLOCK = 64 * 1024
 
@@ -73,15 +72,19 @@ def kill_when(
     process: subprocess.Popen[bytes], ready: Callable[[], bool], timeout: float = 120
 ) -> None:
     """SIGKILL `process` as soon as `ready()` holds; fail the test if it ends or times out first."""
-    deadline = time.monotonic() + timeout
-    while not ready():
+
+    def at_kill_point() -> bool:
         if process.poll() is not None:
             error = process.stderr.read().decode()[-500:] if process.stderr else ""
             pytest.fail(f"the process ended before the kill point: {error}")
-        if time.monotonic() > deadline:
+        return ready()
+
+    try:
+        wait_for(at_kill_point, timeout, "the kill point was never reached", poll_s=0.02)
+    except BaseException:
+        if process.poll() is None:
             process.kill()
-            pytest.fail("the kill point was never reached")
-        time.sleep(0.02)
+        raise
     process.send_signal(signal.SIGKILL)
     process.wait()
 

@@ -22,7 +22,7 @@ from rag.pipeline import Answerer
 from rag.questions import Question, read_questions
 from rag.retrieval import Searcher
 from rag.settings import Settings
-from tests.conftest import batch_command, write_squad_docs
+from tests.conftest import batch_command, wait_for, write_squad_docs
 from tests.servers.openai_compat import OpenAICompatServer
 
 
@@ -209,11 +209,12 @@ def test_sigkill_loses_no_finished_answer(setup, squad_paragraphs, tmp_path: Pat
         command = batch_command(questions, tmp_path, server.base_url, "--concurrency", "2")
         env = {**os.environ, "RAG_INDEX_DIR": str(settings.index_dir), "RAG_RERANK": "false"}
         process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 120
-        while not (out.exists() and out.read_text().count("\n") >= 3):
+
+        def three_answers() -> bool:
             assert process.poll() is None, process.stderr.read().decode()[-400:]
-            assert time.monotonic() < deadline, "no answers written"
-            time.sleep(0.05)
+            return out.exists() and out.read_text().count("\n") >= 3
+
+        wait_for(three_answers, 120, "no answers written")
         process.send_signal(signal.SIGKILL)
         process.wait()
         kept = finished_ids(out)

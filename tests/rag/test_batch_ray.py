@@ -20,7 +20,7 @@ from rag.pipeline import Answerer
 from rag.questions import Question
 from rag.retrieval import Searcher
 from rag.settings import Settings
-from tests.conftest import REPO, batch_collection, batch_command
+from tests.conftest import REPO, batch_collection, batch_command, wait_for
 from tests.servers.openai_compat import OpenAICompatServer
 
 
@@ -124,11 +124,12 @@ def test_cli_on_ray_ctrl_c_then_resume(ray_cluster, setup, tmp_path: Path) -> No
             # A job started in the background of a shell ignores SIGINT; a terminal's is wanted.
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
-        deadline = time.monotonic() + 120
-        while not (out.exists() and out.read_text().count("\n") >= 2):
+
+        def two_answers() -> bool:
             assert process.poll() is None, process.stderr.read()[-600:] if process.stderr else ""
-            assert time.monotonic() < deadline, "no answers written"
-            time.sleep(0.05)
+            return out.exists() and out.read_text().count("\n") >= 2
+
+        wait_for(two_answers, 120, "no answers written")
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=60)
         asked = len(slow.chat_requests())

@@ -89,7 +89,7 @@ def test_search_reports_its_stage_times(squad_collection, minilm, cross_encoder_
     reranker = CrossEncoderReranker(str(cross_encoder_dir), device="cpu")
     reranked = Searcher(collection, settings, embedder=minilm, reranker=reranker).search(query)
     assert set(reranked.timings) == {"retrieve_s", "rerank_s"}
-    assert all(seconds > 0 for seconds in reranked.timings.values())
+    assert all(value > 0 for value in reranked.timings.values())
 
 
 def test_searcher_applies_the_torch_thread_setting(squad_collection, minilm) -> None:

@@ -45,7 +45,7 @@ def free_port() -> int:
 
 def wait_healthy(url: str, server: subprocess.Popen, log: Path) -> None:
     deadline = time.monotonic() + STARTUP_S
-    while time.monotonic() < deadline:
+    while deadline > time.monotonic():
         if server.poll() is not None:
             pytest.fail(f"streamlit exited with {server.returncode}:\n{log.read_text()[-3000:]}")
         try:
