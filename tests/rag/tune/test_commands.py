@@ -69,8 +69,8 @@ def force_held_out_gain(monkeypatch: pytest.MonkeyPatch, gain: bool) -> None:
     whatever one training step did: the real evaluation still runs, its verdict is replaced."""
     real = commands.evaluate_reranking
 
-    def forced(candidates, reranker, progress: bool = True) -> RerankScores:
-        scores = real(candidates, reranker, progress)
+    def forced(candidates, reranker, *args, **kwargs) -> RerankScores:
+        scores = real(candidates, reranker, *args, **kwargs)
         if gain:
             return replace(scores, first_stage=0.25, fused=0.75, weight=0.5)
         return replace(scores, first_stage=0.5, fused=0.5, weight=0.0)
