@@ -1,6 +1,7 @@
 """Write the SQuAD dev articles as documents (Markdown, every fourth as PDF) and a question file.
 
     python benchmarks/squad_corpus.py --out .cache/squad-dev          # 48 files, 500 questions
+    python benchmarks/squad_corpus.py --out .cache/squad-held-out --split held-out
     rag ingest .cache/squad-dev/docs --collection squad-dev
     rag eval hits .cache/squad-dev/questions.jsonl --collection squad-dev
     rag batch .cache/squad-dev/questions.jsonl -c squad-dev -o answers.jsonl
@@ -14,7 +15,13 @@ import argparse
 import logging
 from pathlib import Path
 
-from ingest.squad import DEFAULT_PDF_EVERY, DEFAULT_QUESTIONS, DEFAULT_SEED, build_squad_corpus
+from ingest.squad import (
+    DEFAULT_PDF_EVERY,
+    DEFAULT_QUESTIONS,
+    DEFAULT_SEED,
+    SPLITS,
+    build_squad_corpus,
+)
 
 
 def main() -> None:
@@ -26,11 +33,21 @@ def main() -> None:
     parser.add_argument(
         "--pdf-every", type=int, default=DEFAULT_PDF_EVERY, help="every n-th article as PDF"
     )
+    parser.add_argument(
+        "--split",
+        choices=SPLITS,
+        help="draw questions from these articles only (held-out: never trained on by the reader)",
+    )
     args = parser.parse_args()
     # DejaVu Sans lacks the few CJK characters of some articles; they are left out of the PDFs.
     logging.getLogger("fpdf").setLevel(logging.ERROR)
     built = build_squad_corpus(
-        args.squad, args.out, questions=args.questions, seed=args.seed, pdf_every=args.pdf_every
+        args.squad,
+        args.out,
+        questions=args.questions,
+        seed=args.seed,
+        pdf_every=args.pdf_every,
+        split=args.split,
     )
     pdfs = len(built.pdf_articles)
     print(

@@ -30,6 +30,19 @@ from rag.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 DEFAULT_SEED = 13
+# The articles of `python -m ui.demo` (ui/demo_corpus): never trained on, so the demo shows what a
+# user's own documents would get.
+DEMO_ARTICLES = (
+    "Super_Bowl_50",
+    "Warsaw",
+    "Normans",
+    "Nikola_Tesla",
+    "Computational_complexity_theory",
+    "Steam_engine",
+    "Oxygen",
+    "Amazon_rainforest",
+)
+SPLITS = ("train", "calibration", "held-out")
 DEFAULT_QUESTIONS = 500
 DEFAULT_PDF_EVERY = 4
 # Fixed metadata dates make the same input give byte-identical PDFs (so re-ingesting is a no-op).
@@ -133,6 +146,39 @@ def write_pdf(
     return pages
 
 
+@dataclass(frozen=True)
+class ArticleSplit:
+    """SQuAD dev split by article, for models trained on it (the answer reader).
+
+    `held_out` (never trained or calibrated on, the figures reported): the demo articles and the
+    other articles rendered to PDF. `calibration`: every eighth remaining article, for fitting
+    confidence and choosing among training runs. `train`: the rest.
+    """
+
+    train: tuple[str, ...]
+    calibration: tuple[str, ...]
+    held_out: tuple[str, ...]
+
+    def of(self, name: str) -> tuple[str, ...]:
+        """The titles of split `name` (one of SPLITS)."""
+        if name not in SPLITS:
+            raise ConfigError(f"unknown split {name!r}: choose one of {', '.join(SPLITS)}")
+        return {"train": self.train, "calibration": self.calibration}.get(name, self.held_out)
+
+
+def article_split(titles: Sequence[str], pdf_every: int = DEFAULT_PDF_EVERY) -> ArticleSplit:
+    """The fixed split of `titles` (in file order): the same titles always give the same split."""
+    held_out = [
+        title
+        for number, title in enumerate(titles, start=1)
+        if title in DEMO_ARTICLES or (pdf_every > 0 and number % pdf_every == 0)
+    ]
+    rest = [title for title in titles if title not in held_out]
+    calibration = rest[::8]
+    train = [title for title in rest if title not in calibration]
+    return ArticleSplit(tuple(train), tuple(calibration), tuple(held_out))
+
+
 def build_squad_corpus(
     squad: Path,
     out: Path,
@@ -141,17 +187,22 @@ def build_squad_corpus(
     seed: int = DEFAULT_SEED,
     pdf_every: int = DEFAULT_PDF_EVERY,
     articles: int | None = None,
+    split: str | None = None,
 ) -> SquadCorpus:
     """Write the articles under `out/docs/` and a question sample to `out/questions.jsonl`.
 
     `pdf_every=4` renders articles 4, 8, 12, ... (counted from 1) to PDF; 0 writes no PDF.
-    `articles` keeps only the first that many (for quick runs). Same arguments, same files.
+    `articles` keeps only the first that many (for quick runs). `split` (one of SPLITS) draws the
+    questions from that split's articles only; every article is still written. Same arguments,
+    same files.
     """
     if questions < 1:
         raise ConfigError(f"questions must be at least 1 (got {questions})")
     if pdf_every < 0:
         raise ConfigError(f"pdf_every must be 0 (no PDFs) or more (got {pdf_every})")
     data = load_squad(squad)[:articles] if articles else load_squad(squad)
+    titles = [str(article["title"]) for article in data]
+    asked = set(article_split(titles, pdf_every).of(split)) if split else set(titles)
     folder = out / "docs"
     folder.mkdir(parents=True, exist_ok=True)
     documents: list[Path] = []
@@ -168,7 +219,7 @@ def build_squad_corpus(
             pdf_titles.append(title)
         for index, (raw, page) in enumerate(zip(article["paragraphs"], pages, strict=True)):
             paragraph = " ".join(str(raw["context"]).split())
-            for qa in raw["qas"]:
+            for qa in raw["qas"] if title in asked else ():
                 answers = list(dict.fromkeys(str(a["text"]) for a in qa["answers"]))
                 pool.append(
                     {

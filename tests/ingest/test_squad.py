@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from ingest.loaders import load_document
-from ingest.squad import build_squad_corpus, file_stem, load_squad
+from ingest.squad import (
+    DEMO_ARTICLES,
+    SPLITS,
+    article_split,
+    build_squad_corpus,
+    file_stem,
+    load_squad,
+)
 from rag.errors import ConfigError
 from rag.questions import read_questions
 
@@ -107,3 +114,25 @@ def test_not_a_squad_file(tmp_path: Path) -> None:
     bad.write_text('{"version": "1.1"}')
     with pytest.raises(ConfigError, match=r"bad.json is not a SQuAD v1.1 file \(KeyError"):
         load_squad(bad)
+
+
+def test_article_split_is_fixed_disjoint_and_keeps_the_demo_out_of_training(
+    squad_file: Path,
+) -> None:
+    titles = [str(article["title"]) for article in load_squad(squad_file)]
+    split = article_split(titles)
+    parts = [set(split.of(name)) for name in SPLITS]
+    assert sum(map(len, parts)) == len(titles) == len(set().union(*parts))
+    assert set(DEMO_ARTICLES) <= set(split.held_out)
+    assert {"Packet_switching", "Force"} <= set(split.held_out)  # the other PDF articles
+    assert split == article_split(titles)
+    with pytest.raises(ConfigError, match="unknown split"):
+        split.of("test")
+
+
+def test_questions_can_come_from_one_split_only(squad_file: Path, tmp_path: Path) -> None:
+    corpus = build_squad_corpus(squad_file, tmp_path, articles=6, questions=40, split="held-out")
+    held_out = set(article_split([a["title"] for a in load_squad(squad_file)[:6]]).held_out)
+    records = [json.loads(line) for line in corpus.questions_file.read_text().splitlines()]
+    assert {r["article"] for r in records} <= held_out
+    assert len(corpus.documents) == 6  # every article is still a document
