@@ -67,12 +67,23 @@ class BatchReport:
     refused: int = 0
     failed: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)
+    # Answered questions the LLM never saw: answered by the small reader, or refused before it.
+    by_reader: int = 0
+    without_llm: int = 0
 
     def summary(self) -> str:
         return (
             f"{self.total} questions: {self.answered} answered ({self.refused} refused), "
-            f"{self.failed} failed, {self.skipped} already done"
+            f"{self.failed} failed, {self.skipped} already done; {self.by_reader} answered by "
+            f"the small reader, {self.without_llm} LLM calls saved"
         )
+
+    def count(self, record: dict[str, Any]) -> None:
+        """Add one answered record (error-free) to the counts."""
+        self.answered += 1
+        self.refused += bool(record.get("refused"))
+        self.by_reader += record.get("answered_by") == "reader"
+        self.without_llm += "generate_s" not in (record.get("timings") or {})
 
 
 def finished_ids(out: Path) -> set[str]:
@@ -177,8 +188,7 @@ def _write_answers(
                     report.failed += 1
                     report.errors.append((record["id"], record["error"]))
                 else:
-                    report.answered += 1
-                    report.refused += bool(record.get("refused"))
+                    report.count(record)
                 bar.set_postfix_str(f"{report.failed} failed", refresh=False)
                 bar.update(1)
         write_summary(out)

@@ -1,4 +1,6 @@
-"""The query pipeline, top to bottom: rewrite -> retrieve -> rerank -> generate -> verify.
+"""The query pipeline, top to bottom: rewrite -> retrieve -> rerank -> read -> route ->
+generate -> verify. The small span reader answers when it is sure (rag/routing.py); the LLM
+writes the rest.
 
 answerer = Answerer(searcher, make_llm(settings), settings)
 answer = answerer.ask("Who won Super Bowl 50?")
@@ -14,12 +16,14 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import PurePath
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rag.errors import ConfigError
 from rag.generation import LLM, Delta, Done, Message, complete
 from rag.retrieval import Searcher, check_query
+from rag.routing import Reader, choose_route, hint, reader_answer
 from rag.settings import Settings
 from rag.templates import render
 from rag.text import CITATION, cited_numbers, marker_numbers
@@ -34,6 +38,9 @@ from rag.types import (
     shown,
 )
 from rag.verification import BiEncoderVerifier, Verifier, check_sentences
+
+if TYPE_CHECKING:
+    from rag.reader import Span
 
 logger = logging.getLogger(__name__)
 
@@ -56,11 +63,13 @@ class Answerer:
         llm: LLM,
         settings: Settings,
         verifier: Verifier | None = None,
+        reader: Reader | None = None,
     ) -> None:
         self.searcher = searcher
         self.llm = llm
         self.settings = settings
         self.verifier = verifier or BiEncoderVerifier(searcher.embedder)
+        self._reader = reader
         # Retrieval, evidence and verification use local models and one SQLite connection: one
         # thread at a time. Only the LLM calls, the slow part, overlap when threads share this.
         self._local = threading.Lock()
@@ -97,6 +106,8 @@ class Answerer:
         yield SourcesFound(sources)
 
         def finish(text: str, refused: bool, **extra: object) -> AnswerDone:
+            if refused:
+                extra.setdefault("answered_by", "refused")
             timings["total_s"] = time.perf_counter() - started
             answer = Answer(
                 question=question,
@@ -117,7 +128,36 @@ class Answerer:
             yield finish(REFUSAL_TEXT, True)
             return
 
-        messages = self.messages(question, sources)
+        span: Span | None = None
+        if self.settings.answer_mode != "llm":
+            clock = time.perf_counter()
+            with self._local:
+                spans = self.reader.read(query, [(c.n, c.chunk.text) for c in sources], top=1)
+            timings["read_s"] = time.perf_counter() - clock
+            span = spans[0] if spans else None
+        route = choose_route(span, self.settings)
+        confidence = None if self.settings.answer_mode == "llm" else _confidence(span)
+        if route == "refused":
+            logger.info("refusing: the reader's confidence is %.3f", confidence or 0.0)
+            yield finish(REFUSAL_TEXT, True, confidence=confidence)
+            return
+        if route == "reader" and span is not None:
+            text, check, quote = reader_answer(span)
+            timings["first_token_s"] = time.perf_counter() - started
+            yield AnswerToken(text)
+            cited = tuple(c for c in sources if c.n == span.n)
+            yield finish(
+                text,
+                False,
+                answered_by="reader",
+                confidence=confidence,
+                quote=quote,
+                citations=cited,
+                sentences=(check,),
+            )
+            return
+
+        messages = self.messages(question, sources, hint=hint(span))
         clock = time.perf_counter()
         parts: list[str] = []
         usage = None
@@ -159,12 +199,22 @@ class Answerer:
         yield finish(
             text,
             False,
+            confidence=confidence,
             citations=tuple(cited),
             sentences=tuple(checks),
             usage=usage,
             dropped_citations=dropped,
             notices=tuple(notices),
         )
+
+    @property
+    def reader(self) -> Reader:
+        """The small span reader (the packaged model unless one was given), loaded on first use."""
+        if self._reader is None:
+            from rag.reader import SpanReader  # loads ONNX Runtime: only when a question needs it
+
+            self._reader = SpanReader.packaged()
+        return self._reader
 
     def rewrite(self, question: str, history: Sequence[Message]) -> str:
         """A follow-up question as a standalone query, written by the LLM from the conversation."""
@@ -190,8 +240,9 @@ class Answerer:
         vectors = self.searcher.embedder.embed([query, *(hit.chunk.text for hit in hits)])
         return float(np.max(vectors[1:] @ vectors[0]))
 
-    def messages(self, question: str, sources: Sequence[Citation]) -> list[Message]:
-        """System rules, then the numbered sources and the question in the user turn.
+    def messages(self, question: str, sources: Sequence[Citation], hint: str = "") -> list[Message]:
+        """System rules, then the numbered sources, the question and the reader's hint (if any)
+        in the user turn.
 
         Names and texts are quoted data: a file name cannot leave its quotes or start a line,
         and a text cannot close its quote block. Texts are cut, last source first, so that the
@@ -200,7 +251,7 @@ class Answerer:
         system = render("answer_system", refusal_marker=REFUSAL_MARKER, max_sentences=MAX_SENTENCES)
         s = self.settings
         room = (s.llm_context_tokens - s.llm_max_tokens) * CHARS_PER_TOKEN
-        room -= len(system) + len(render("answer_user", sources="", question=question))
+        room -= len(system) + len(render("answer_user", sources="", question=question)) + len(hint)
         texts = fit_texts([c.chunk.text for c in sources], room - SOURCE_HEADER * len(sources))
         if not texts:
             raise ConfigError(
@@ -219,7 +270,7 @@ class Answerer:
         )
         return [
             Message("system", system),
-            Message("user", render("answer_user", sources=blocks, question=question)),
+            Message("user", render("answer_user", sources=blocks, question=question) + hint),
         ]
 
 
@@ -261,6 +312,10 @@ def drop_unknown_citations(text: str, count: int) -> tuple[str, tuple[int, ...]]
     cleaned = re.sub(r",\s*([.;:!?]|$)", r"\1", cleaned)
     cleaned = re.sub(r"\s+([.,;])", r"\1", re.sub(r"[ \t]{2,}", " ", cleaned))
     return cleaned.strip(), tuple(dropped)
+
+
+def _confidence(span: Span | None) -> float:
+    return span.confidence if span is not None else 0.0
 
 
 def _replace(answer: Answer, **changes: object) -> Answer:

@@ -31,6 +31,9 @@ LLMBackendName = Literal["embedded", "openai", "transformers"]
 Engine = Literal["local", "ray"]
 # PDF pages read by Tesseract: those without usable text (auto), every page (force), or none.
 OcrMode = Literal["auto", "off", "force"]
+# Who answers: the small span reader when it is sure and the LLM otherwise (auto), the reader
+# only (extractive: no LLM call ever), or the LLM only (llm: the reader does not run).
+AnswerMode = Literal["auto", "extractive", "llm"]
 
 # The names each setting allows, for the CLI's and the chat's choices.
 INDEX_TYPES: tuple[str, ...] = get_args(IndexType)
@@ -38,6 +41,7 @@ DEVICES: tuple[str, ...] = get_args(Device)
 LLM_BACKEND_NAMES: tuple[str, ...] = get_args(LLMBackendName)
 ENGINES: tuple[str, ...] = get_args(Engine)
 OCR_MODES: tuple[str, ...] = get_args(OcrMode)
+ANSWER_MODES: tuple[str, ...] = get_args(AnswerMode)
 
 
 class Settings(BaseSettings):
@@ -113,6 +117,13 @@ class Settings(BaseSettings):
     # Calibrated on SQuAD dev by benchmarks/calibrate_thresholds.py (see docs/answers.md).
     min_evidence: float = Field(0.40, ge=-1.0, le=1.0)
     min_support: float = Field(0.46, ge=0.0, le=1.0)
+    answer_mode: AnswerMode = "auto"
+    # The reader's confidence is a calibrated probability that its answer is right (rag/reader).
+    # At or above reader_accept its answer stands with no LLM call (more likely right than
+    # wrong); below reader_refuse the passages most likely do not hold an answer, and the question
+    # is refused before any LLM call. In between the LLM answers, with the reader's span as a hint.
+    reader_accept: float = Field(0.5, ge=0.0, le=1.0)
+    reader_refuse: float = Field(0.1, ge=0.0, le=1.0)
 
     # Threads torch may use for the local models (embedder, reranker, embedded LLM) in this
     # process; None leaves torch's default (one per core). On a shared or busy machine 1 is often
@@ -151,6 +162,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"llm_max_tokens ({self.llm_max_tokens}) must be at most half of "
                 f"llm_context_tokens ({self.llm_context_tokens}), to leave room for the sources"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _refuse_below_accept(self) -> Settings:
+        if self.reader_refuse > self.reader_accept:
+            raise ValueError(
+                f"reader_refuse ({self.reader_refuse}) must not exceed "
+                f"reader_accept ({self.reader_accept})"
             )
         return self
 

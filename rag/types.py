@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from typing import Literal
 
 from rag.text import embedding_text
 
@@ -177,9 +178,39 @@ class SentenceCheck:
         }
 
 
+# Who wrote an answer: the small span reader (no LLM call), the LLM, or nobody (a refusal).
+AnsweredBy = Literal["reader", "llm", "refused"]
+
+
+@dataclass(frozen=True)
+class Quote:
+    """The sentence of source [n] that holds the answer: character offsets into the source's
+    text, for the sentence and for the answer span inside it."""
+
+    n: int
+    start: int
+    end: int
+    span_start: int
+    span_end: int
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "n": self.n,
+            "start": self.start,
+            "end": self.end,
+            "span_start": self.span_start,
+            "span_end": self.span_end,
+        }
+
+
 @dataclass(frozen=True)
 class Answer:
-    """A grounded answer: its text with [n] markers, the sources it cites, and their checks."""
+    """A grounded answer: its text with [n] markers, the sources it cites, and their checks.
+
+    `answered_by` says who wrote it and `confidence` how sure the small reader was (a calibrated
+    probability that its answer is right; None when the reader did not run). `quote` points at the
+    sentence that holds a reader's answer.
+    """
 
     question: str
     query: str
@@ -192,10 +223,14 @@ class Answer:
     usage: dict[str, int] | None = None
     dropped_citations: tuple[int, ...] = ()
     notices: tuple[str, ...] = ()
+    answered_by: AnsweredBy = "llm"
+    confidence: float | None = None
+    quote: Quote | None = None
 
     def __repr__(self) -> str:
         cited = len(self.citations)
-        return f"Answer({_short(self.text, 60)!r}, refused={self.refused}, {cited} cited)"
+        by = self.answered_by
+        return f"Answer({_short(self.text, 60)!r}, by={by}, refused={self.refused}, {cited} cited)"
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -203,6 +238,9 @@ class Answer:
             "query": self.query,
             "answer": self.text,
             "refused": self.refused,
+            "answered_by": self.answered_by,
+            "confidence": None if self.confidence is None else round(self.confidence, 4),
+            "quote": None if self.quote is None else self.quote.to_json(),
             "citations": [c.to_json() for c in self.citations],
             "sentences": [s.to_json() for s in self.sentences],
             "timings": {k: round(v, 4) for k, v in self.timings.items()},

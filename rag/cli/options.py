@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import click
 
 from rag.retrieval import SEARCH_MODES
-from rag.settings import DEVICES, ENGINES, LLM_BACKEND_NAMES, Settings
+from rag.settings import ANSWER_MODES, DEVICES, ENGINES, LLM_BACKEND_NAMES, Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -110,10 +110,17 @@ def reranker_option(func: F) -> F:
 
 
 def llm_options(func: F) -> F:
-    """--backend, --model and --base-url: the LLM that writes the answers."""
+    """--answer-mode, and --backend, --model and --base-url: the LLM that writes the answers."""
     return apply_options(
         func,
         [
+            click.option(
+                "--answer-mode",
+                "answer_mode",
+                type=click.Choice(ANSWER_MODES),
+                help="Who answers: the small reader when sure, else the LLM (auto); the reader "
+                "only (extractive); the LLM only (llm).",
+            ),
             click.option(
                 "--backend",
                 "llm_backend",

@@ -99,17 +99,32 @@ def ask(
 
 
 def _print_sources(answer: Answer) -> None:
-    """After the streamed answer: its numbered sources, and the sentences they do not support."""
+    """After the streamed answer: who wrote it, its numbered sources (the quoted sentence for a
+    reader's answer), and the sentences they do not support."""
     click.echo("\n")
+    click.echo(answered_by_line(answer))
     unsupported = [s for s in answer.sentences if not s.supported]
+    quote = answer.quote
     for citation in answer.citations:
         text = " ".join(citation.chunk.text.split())
+        if quote is not None and quote.n == citation.n:
+            text = "“" + " ".join(citation.chunk.text[quote.start : quote.end].split()) + "”"
         click.echo(f"[{citation.n}] {shown(citation.chunk.source)} (page {citation.chunk.page})")
         click.echo(f"    {text[:300]}{'…' if len(text) > 300 else ''}")
     if unsupported:
         click.echo(f"\n{len(unsupported)} sentence(s) not supported by their cited sources:")
         for sentence in unsupported:
             click.echo(f"  - {shown(sentence.text)} (support {sentence.support:.2f})")
+
+
+def answered_by_line(answer: Answer) -> str:
+    """Who wrote the answer and how sure the reader was, in words."""
+    sure = "" if answer.confidence is None else f" (reader confidence {answer.confidence:.0%})"
+    if answer.answered_by == "reader":
+        return f"Answered by the small reader, quoting its source{sure}."
+    if answer.answered_by == "refused":
+        return f"Refused: the sources do not answer this{sure}."
+    return f"Written by the LLM from the sources{sure}."
 
 
 @click.command()

@@ -1,0 +1,63 @@
+"""Who answers a question: the small span reader, the LLM, or nobody (setting `answer_mode`).
+
+    route = choose_route(span, settings)        # "reader", "llm" or "refused"
+    text, check, quote = reader_answer(span)    # when the reader's answer stands
+
+The reader's confidence is a calibrated probability that its span is a right answer (rag/reader
+fits it on SQuAD articles the reader was not trained on, with passages that do not hold the answer
+among them), so the thresholds mean the same on any collection: at `reader_accept` (0.5) the span
+is more likely right than wrong and stands; under `reader_refuse` (0.1) the passages most likely do
+not say, and the question is refused before any LLM call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from rag.settings import Settings
+from rag.templates import render
+from rag.types import AnsweredBy, Quote, SentenceCheck
+
+if TYPE_CHECKING:
+    from rag.reader import Span
+
+
+class Reader(Protocol):
+    name: str
+
+    def read(self, question: str, passages: Sequence[tuple[int, str]], top: int = 3) -> list[Span]:
+        """Best distinct answer spans over the passages, best first."""
+        ...
+
+
+def choose_route(span: Span | None, settings: Settings) -> AnsweredBy:
+    """Who answers, from the reader's best span (None: it found none) and the answer mode."""
+    mode = settings.answer_mode
+    if mode == "llm":
+        return "llm"
+    confidence = span.confidence if span is not None else 0.0
+    if span is None or confidence < settings.reader_refuse:
+        return "refused"
+    if mode == "extractive" or confidence >= settings.reader_accept:
+        return "reader"
+    return "llm"
+
+
+def reader_answer(span: Span) -> tuple[str, SentenceCheck, Quote]:
+    """The reader's span as the answer text with its citation, its check, and its quote.
+
+    The span is quoted from source [n] character for character, so it is supported by
+    construction; how likely it answers the question is the confidence, shown beside it.
+    """
+    text = f"{span.text} [{span.n}]"
+    check = SentenceCheck(text, (span.n,), 1.0, True)
+    quote = Quote(span.n, span.sentence_start, span.sentence_end, span.start, span.end)
+    return text, check, quote
+
+
+def hint(span: Span | None) -> str:
+    """The reader's best guess for the LLM's prompt ("" when there is none)."""
+    if span is None:
+        return ""
+    return render("answer_hint", n=span.n, span=" ".join(span.text.split()).replace('"', "'"))
