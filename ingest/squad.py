@@ -27,24 +27,18 @@ from typing import Any, cast
 
 from rag.errors import ConfigError
 
+# The loader and the article split live on the ground floor (the reader's trainer needs them too).
+from rag.squad import DEFAULT_PDF_EVERY as DEFAULT_PDF_EVERY
+from rag.squad import DEMO_ARTICLES as DEMO_ARTICLES
+from rag.squad import SPLITS as SPLITS
+from rag.squad import ArticleSplit as ArticleSplit
+from rag.squad import article_split as article_split
+from rag.squad import load_squad as load_squad
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_SEED = 13
-# The articles of `python -m ui.demo` (ui/demo_corpus): never trained on, so the demo shows what a
-# user's own documents would get.
-DEMO_ARTICLES = (
-    "Super_Bowl_50",
-    "Warsaw",
-    "Normans",
-    "Nikola_Tesla",
-    "Computational_complexity_theory",
-    "Steam_engine",
-    "Oxygen",
-    "Amazon_rainforest",
-)
-SPLITS = ("train", "calibration", "held-out")
 DEFAULT_QUESTIONS = 500
-DEFAULT_PDF_EVERY = 4
 # Fixed metadata dates make the same input give byte-identical PDFs (so re-ingesting is a no-op).
 _PDF_DATE = datetime(2016, 6, 16, tzinfo=UTC)
 _UNSAFE_NAME = re.compile(r"[^\w.,()'&+-]+")
@@ -69,19 +63,6 @@ class SquadCorpus:
     questions_file: Path
     questions: int
     pdf_articles: tuple[str, ...]
-
-
-def load_squad(path: Path) -> list[dict[str, Any]]:
-    """The articles of a SQuAD v1.1 JSON file (`data`), or a one-line error."""
-    if not path.is_file():
-        raise ConfigError(f"SQuAD file not found: {path}")
-    try:
-        articles = json.loads(path.read_text(encoding="utf-8"))["data"]
-    except (ValueError, KeyError, TypeError) as e:
-        raise ConfigError(f"{path} is not a SQuAD v1.1 file ({type(e).__name__}: {e})") from e
-    if not isinstance(articles, list) or not articles:
-        raise ConfigError(f"{path} holds no articles")
-    return articles
 
 
 def file_stem(title: str) -> str:
@@ -144,39 +125,6 @@ def write_pdf(
     # without the font would; fpdf2 logs a warning naming them.
     pdf.output(str(path))
     return pages
-
-
-@dataclass(frozen=True)
-class ArticleSplit:
-    """SQuAD dev split by article, for models trained on it (the answer reader).
-
-    `held_out` (never trained or calibrated on, the figures reported): the demo articles and the
-    other articles rendered to PDF. `calibration`: every eighth remaining article, for fitting
-    confidence and choosing among training runs. `train`: the rest.
-    """
-
-    train: tuple[str, ...]
-    calibration: tuple[str, ...]
-    held_out: tuple[str, ...]
-
-    def of(self, name: str) -> tuple[str, ...]:
-        """The titles of split `name` (one of SPLITS)."""
-        if name not in SPLITS:
-            raise ConfigError(f"unknown split {name!r}: choose one of {', '.join(SPLITS)}")
-        return {"train": self.train, "calibration": self.calibration}.get(name, self.held_out)
-
-
-def article_split(titles: Sequence[str], pdf_every: int = DEFAULT_PDF_EVERY) -> ArticleSplit:
-    """The fixed split of `titles` (in file order): the same titles always give the same split."""
-    held_out = [
-        title
-        for number, title in enumerate(titles, start=1)
-        if title in DEMO_ARTICLES or (pdf_every > 0 and number % pdf_every == 0)
-    ]
-    rest = [title for title in titles if title not in held_out]
-    calibration = rest[::8]
-    train = [title for title in rest if title not in calibration]
-    return ArticleSplit(tuple(train), tuple(calibration), tuple(held_out))
 
 
 def build_squad_corpus(
