@@ -16,8 +16,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
+
 from rag.errors import ModelError
 from rag.models import local_only, pick_device, resolve_model
+from rag.token_cache import TokenCache
 from rag.types import Hit
 
 if TYPE_CHECKING:
@@ -155,12 +158,22 @@ class MaxSimReranker:
     sentence-transformers bi-encoder; `rag tune reranker --arch maxsim` fine-tunes one.
 
     reranker = MaxSimReranker("sentence-transformers/all-MiniLM-L6-v2", fusion=Fusion(0.5))
+
+    With a `TokenCache` (a collection's), each passage is encoded once: reranking then encodes the
+    query only, and a search that reranks 20 passages takes milliseconds instead of seconds.
     """
 
-    def __init__(self, name: str, device: str = "auto", fusion: Fusion | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        device: str = "auto",
+        fusion: Fusion | None = None,
+        cache: TokenCache | None = None,
+    ) -> None:
         self.name = name
         self.requested_device = device
         self.fusion = fusion
+        self.cache = cache
         self._model: Any = None
         self._lock = threading.Lock()
 
@@ -193,13 +206,55 @@ class MaxSimReranker:
         if not texts:
             return []
         model = self.load()
-        queries = model.encode_query([query], show_progress_bar=False)
-        passages = model.encode_document(list(texts), show_progress_bar=False)
-        return [float(score) for score in model.similarity(queries, passages)[0]]
+        (question,) = model.encode_query([query], show_progress_bar=False)
+        tokens = _as_numpy(question)
+        return [float((tokens @ passage.T).max(axis=1).sum()) for passage in self.passages(texts)]
+
+    def passages(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Each text's token embeddings (tokens, dim): from the cache when it has them, else
+        encoded now (and kept)."""
+        found = self.cache.get(texts) if self.cache is not None else {}
+        missing = [i for i in range(len(texts)) if i not in found]
+        if missing:
+            encoded = self.load().encode_document(
+                [texts[i] for i in missing], show_progress_bar=False
+            )
+            fresh = {i: _as_numpy(array) for i, array in zip(missing, encoded, strict=True)}
+            if self.cache is not None:
+                self.cache.put({texts[i]: array for i, array in fresh.items()})
+            found.update(fresh)
+        return [found[i].astype(np.float32, copy=False) for i in range(len(texts))]
+
+    def warm(self, texts: Sequence[str], batch: int = 64, progress: bool = False) -> int:
+        """Encode and cache the texts not cached yet (so that first questions are fast too);
+        returns how many were encoded. Without a cache there is nothing to keep."""
+        if self.cache is None:
+            return 0
+        from tqdm import tqdm
+
+        unique = list(dict.fromkeys(texts))
+        todo: list[str] = []
+        for start in range(0, len(unique), 512):
+            part = unique[start : start + 512]
+            cached = self.cache.get(part)
+            todo += [text for i, text in enumerate(part) if i not in cached]
+        with tqdm(
+            total=len(todo), unit="passage", desc="reranker cache", disable=not progress
+        ) as bar:
+            for start in range(0, len(todo), batch):
+                self.passages(todo[start : start + batch])
+                bar.update(len(todo[start : start + batch]))
+        return len(todo)
 
     def rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
         """Re-sort hits by MaxSim (fused with their incoming order when given a `Fusion`)."""
         return rescore(hits, self.score(query, [hit.chunk.text for hit in hits]), self.fusion)
+
+
+def _as_numpy(array: Any) -> np.ndarray:
+    if hasattr(array, "detach"):
+        array = array.detach().cpu().float().numpy()
+    return np.asarray(array, dtype=np.float32)
 
 
 def multi_vector_model(name: str, device: str, max_length: int = 256) -> Any:
@@ -246,24 +301,36 @@ def choose_reranker(
     max_length: int,
     fusion: Fusion | None = None,
     registered_arch: str = CROSS_ENCODER,
+    cache: Path | None = None,
+    cache_mb: float = 0.0,
 ) -> RerankerChoice:
     """The collection's own reranker first (with its fusion), else the configured one; off (with
     why) otherwise. `registered_arch` says what the registered model is: a cross-encoder, or a
-    MaxSim (late-interaction) model trained by `rag tune reranker --arch maxsim`."""
+    MaxSim (late-interaction) model trained by `rag tune reranker --arch maxsim`. A MaxSim
+    reranker keeps passages' token embeddings in the SQLite file `cache` (up to `cache_mb`)."""
     if not enabled:
         return RerankerChoice(None, "reranking is off: disabled by --no-rerank / rerank=false")
+
+    def token_cache(name: str) -> TokenCache | None:
+        if cache is None or cache_mb <= 0:
+            return None
+        # A tuned model's folder name is unique to its training run; a hub id names its weights.
+        key = Path(name).name if Path(name).is_dir() else name
+        return TokenCache(cache, f"maxsim|{key}|{max_length}", limit_mb=cache_mb)
+
     reranker: CrossEncoderReranker | MaxSimReranker
     if registered:
         if registered_arch == MAXSIM:
-            reranker = MaxSimReranker(registered, device=device, fusion=fusion)
+            reranker = MaxSimReranker(
+                registered, device=device, fusion=fusion, cache=token_cache(registered)
+            )
         else:
             reranker = CrossEncoderReranker(
                 registered, device=device, max_length=max_length, fusion=fusion
             )
     elif configured == MAXSIM or configured.startswith(MAXSIM + ":"):
-        reranker = MaxSimReranker(
-            configured.partition(":")[2] or MAXSIM_DEFAULT_MODEL, device=device
-        )
+        name = configured.partition(":")[2] or MAXSIM_DEFAULT_MODEL
+        reranker = MaxSimReranker(name, device=device, cache=token_cache(name))
     else:
         reranker = CrossEncoderReranker(configured, device=device, max_length=max_length)
     try:

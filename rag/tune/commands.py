@@ -113,6 +113,11 @@ def tune_reranker(
                     held_out_ndcg={"before": scores.first_stage, "after": scores.fused},
                 )
             )
+            if options.arch == MAXSIM:
+                # Encode every passage once now, so that no question waits for it later.
+                Searcher(collection, settings, embedder=searcher.embedder).warm_reranker(
+                    progress=settings.progress
+                )
         if not state.interrupted:
             shutil.rmtree(work, ignore_errors=True)
         detail = (
