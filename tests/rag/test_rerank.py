@@ -112,3 +112,14 @@ def test_a_collection_keeps_its_maxsim_cache_inside_its_folder(tmp_path: Path) -
     assert choice.reranker.cache is not None and choice.reranker.cache.path == path
     off = choose_reranker(None, "maxsim", True, "cpu", 256, cache=path, cache_mb=0)
     assert isinstance(off.reranker, MaxSimReranker) and off.reranker.cache is None
+
+
+def test_the_query_side_on_onnx_matches_torch() -> None:
+    reranker = MaxSimReranker(MINILM, device="cpu")
+    query = "Which NFL team represented the AFC at Super Bowl 50?"
+    onnx = reranker.query_tokens(query)
+    assert reranker._queries  # ONNX Runtime stands in for torch on a CPU
+    (torch_tokens,) = reranker.load().encode_query([query], show_progress_bar=False)
+    expected = torch_tokens.detach().numpy()
+    assert onnx.shape == expected.shape  # [CLS] and [SEP] left out on both
+    assert np.allclose(onnx, expected, atol=1e-4)
