@@ -20,14 +20,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The first run also trains the demo's reranker (about 10 minutes on 2 CPU cores, once);
+# The chat starts at once; the first run also trains the demo's reranker in the background
+# (about 10 minutes on 2 CPU cores, once; the sidebar shows its progress);
 # `make run DEMO_ARGS=--no-tune` skips that.
 DEMO_ARGS ?=
 
 demo: $(STAMP)
 	$(BIN)/python -m ui.demo $(DEMO_ARGS)
 
-run: demo
+run: $(STAMP)
+	$(BIN)/python -m ui.demo --background $(DEMO_ARGS)
 	$(BIN)/streamlit run ui/app.py --server.headless true --browser.gatherUsageStats false
 
 lint: $(STAMP)

@@ -54,6 +54,8 @@ EMBED_BACKENDS: dict[str, str] = {
 DEFAULT_BACKEND = "int8"
 # Bump when the export below changes, so that cached exports are rebuilt.
 EXPORT_RECIPE = "1"
+# The backend name of a token-embedding export (a MaxSim reranker's query side, rag/rerank.py).
+TOKENS = "tokens"
 # Files that decide what a model computes; other files in a model folder do not key the cache.
 _MODEL_FILE_SUFFIXES = frozenset({".json", ".txt", ".model", ".safetensors", ".bin"})
 _FOREIGN_EXPORT_DIRS = frozenset({"onnx", "openvino"})
@@ -269,8 +271,8 @@ def onnx_export(name: str, backend: str, cache_dir: Path | None = None) -> Path:
 
     The folder's name carries a hash of the model's files, so changed weights get a new export.
     """
-    if backend not in ("onnx", "int8"):
-        raise ModelError(f"no ONNX export for backend {backend!r} (valid: onnx, int8)")
+    if backend not in ("onnx", "int8", TOKENS):
+        raise ModelError(f"no ONNX export for backend {backend!r} (valid: onnx, int8, {TOKENS})")
     for module in ("onnxruntime", "onnx"):
         if importlib.util.find_spec(module) is None:
             raise ModelError(f"embedding backend {backend!r} needs the {module!r} package")
@@ -292,7 +294,10 @@ def onnx_export(name: str, backend: str, cache_dir: Path | None = None) -> Path:
     logger.info("exporting %s to ONNX (%s), once, into %s", name, backend, target)
     try:
         staging.chmod(0o755)  # mkdtemp makes it private; the cache is shared like ~/.cache
-        _export(source, staging, quantize=backend == "int8")
+        if backend == TOKENS:
+            _export_tokens(source, staging)
+        else:
+            _export(source, staging, quantize=backend == "int8")
         # A rename is atomic: readers see a whole export or none. A racing process may win.
         with contextlib.suppress(OSError):
             staging.rename(target)
@@ -424,6 +429,56 @@ def _export(source: Path, out: Path, quantize: bool) -> None:
         "inputs": inputs,
     }
     # Written last: its presence marks a complete export.
+    (out / _META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+
+
+def _export_tokens(source: Path, out: Path) -> None:
+    """Export the transformer alone, float32, with its last hidden state (one vector a token) as
+    the output: what a MaxSim reranker scores, normalised and masked by the caller."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(source), local_files_only=True)
+        model = AutoModel.from_pretrained(
+            str(source), local_files_only=True, attn_implementation="eager"
+        ).eval()
+    except Exception as e:
+        raise ModelError(f"cannot load the transformer in {source} for export: {e}") from e
+    sample = tokenizer(["an example sentence", "two"], padding=True, return_tensors="pt")
+    inputs = [key for key in _MODEL_INPUTS if key in sample]
+
+    class Tokens(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+            return self.model(**dict(zip(inputs, tensors, strict=True))).last_hidden_state
+
+    raw = out / "raw.onnx"
+    axes: dict[str, dict[int, str]] = {key: {0: "batch", 1: "tokens"} for key in inputs}
+    axes["token_embeddings"] = {0: "batch", 1: "tokens"}
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                Tokens().eval(),
+                tuple(sample[key] for key in inputs),
+                str(raw),
+                dynamo=False,
+                opset_version=17,
+                input_names=inputs,
+                output_names=["token_embeddings"],
+                dynamic_axes=axes,
+            )
+    except Exception as e:
+        raise ModelError(f"cannot export the transformer in {source} to ONNX: {e}") from e
+    graph = _fuse(raw, out / "fused.onnx", model.config) or raw
+    graph.rename(out / "model.onnx")
+    raw.unlink(missing_ok=True)
+    tokenizer.save_pretrained(str(out))
+    meta = {"source": str(source), "recipe": EXPORT_RECIPE, "quantized": False, "inputs": inputs}
     (out / _META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
 

@@ -23,6 +23,9 @@ from rag.rerank import CROSS_ENCODER, Reranker, RerankerChoice, choose_reranker
 from rag.settings import SearchMode, Settings
 from rag.types import Hit, SearchResult
 
+# Passages' token embeddings for a MaxSim reranker (rag/token_cache.py), inside the collection.
+RERANK_CACHE = "cache/reranker-tokens.sqlite"
+
 if TYPE_CHECKING:
     from rag.lexical import LexicalIndex
 
@@ -113,12 +116,26 @@ class Searcher:
                     self.settings.rerank_max_length,
                     registered.fusion if registered else None,
                     registered.kind if registered else CROSS_ENCODER,
+                    cache=self.collection.path / RERANK_CACHE,
+                    cache_mb=self.settings.rerank_cache_mb,
                 )
             elif self._reranker_arg is None or isinstance(self._reranker_arg, str):
                 self._reranker_choice = RerankerChoice(None, "reranking is off")
             else:
                 self._reranker_choice = RerankerChoice(self._reranker_arg)
         return self._reranker_choice
+
+    def warm_reranker(self, progress: bool = False) -> int:
+        """Encode every live chunk for the reranker's cache (a MaxSim reranker with one), so
+        that first questions rerank as fast as later ones; how many were encoded (0: nothing to
+        do, or a reranker without a cache)."""
+        reranker = self.reranker_choice().reranker
+        warm = getattr(reranker, "warm", None)
+        if warm is None:
+            return 0
+        keys, _ = self.collection.store.live_texts()
+        chunks = self.collection.store.chunks(keys.tolist())
+        return int(warm([chunk.text for chunk in chunks.values()], progress=progress))
 
     def retrieve(
         self, query: str, k: int, mode: str | None = None, where: Where | None = None

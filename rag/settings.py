@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     rerank: bool = True
     rerank_depth: int = Field(20, ge=1, le=1000)
     rerank_max_length: int = Field(256, ge=16, le=4096)
+    # A MaxSim reranker encodes each passage once and keeps its token embeddings in the collection
+    # (cache/reranker-tokens.sqlite, about 0.15 MB a chunk) up to this size; 0 keeps none.
+    rerank_cache_mb: float = Field(2048.0, ge=0.0)
 
     # Answers. "embedded" is the packaged SmolLM2-135M (offline default, weak); "openai" is any
     # OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp server, OpenAI); "transformers" is a

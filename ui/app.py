@@ -52,6 +52,8 @@ NO_COLLECTIONS = (
 EMPTY_QUERY = "the query is empty"
 UNSUPPORTED = "Not supported by the sources it cites:"
 CURSOR = " ▌"
+# How often the sidebar rereads a background training's progress, in seconds.
+TRAINING_REFRESH_S = 5
 
 
 # -- plain logic (no Streamlit): what tests call directly ---------------------------------------
@@ -156,6 +158,7 @@ def show_status(engine: Engine, rerank: bool) -> str | None:
     """Counts, embedder and reranker state in the sidebar; returns why reranking is off."""
     status = engine.status()
     with st.sidebar:
+        show_training(engine)
         st.caption(
             f"{status.documents} documents · {status.chunks} chunks · "
             f"embedder {plain(status.embedder)}"
@@ -165,6 +168,23 @@ def show_status(engine: Engine, rerank: bool) -> str | None:
         elif status.reranking_off:
             st.caption(plain(status.reranking_off))
     return status.reranking_off
+
+
+@st.fragment(run_every=TRAINING_REFRESH_S)
+def show_training(engine: Engine) -> None:
+    """A reranker training in the background (the demo's, on the first `make run`): where it is,
+    refreshed on its own; when it ends, the whole app reruns and, once the manifest registers
+    the new model, reopens the collection with it."""
+    progress = engine.training()
+    if progress is None:
+        if st.session_state.pop("training_seen", False):
+            st.rerun(scope="app")
+        return
+    st.session_state["training_seen"] = progress.running
+    if progress.running and progress.total:
+        st.progress(progress.done / progress.total, text=plain(progress.describe()))
+    else:
+        st.caption(plain(progress.describe()))
 
 
 def answer_model(settings: Settings) -> tuple[LLM | None, str | None]:

@@ -1,8 +1,10 @@
 """Build or update the `demo` collection from the articles in ui/demo_corpus (`make demo`), and
 train its own reranker once.
 
-    python -m ui.demo             # then: streamlit run ui/app.py
-    python -m ui.demo --no-tune   # the collection only
+    python -m ui.demo               # then: streamlit run ui/app.py
+    python -m ui.demo --no-tune     # the collection only
+    python -m ui.demo --background  # the collection now, the reranker in a background process
+                                    # (what `make run` does: the chat is usable at once)
 
 Incremental: a second run finds every article unchanged and only checks hashes. The reranker is
 trained on the SQuAD questions in ui/demo_questions.jsonl (`rag tune reranker --questions`); once
@@ -12,6 +14,7 @@ a tuned reranker is saved for the collection, registered or refused, it is not t
 from __future__ import annotations
 
 import logging
+import subprocess
 import sys
 from pathlib import Path
 
@@ -60,6 +63,30 @@ def tune_demo(settings: Settings, options: TuneOptions | None = None) -> TuneRep
     return tune_reranker(settings, DEMO_COLLECTION, options)
 
 
+def tuned_before(settings: Settings) -> bool:
+    """Whether a tuned reranker (registered or refused) was saved for the demo already."""
+    with Collection.open(settings.index_dir, DEMO_COLLECTION) as collection:
+        return any((collection.path / "models").glob("reranker-*/rag-tune.json"))
+
+
+def tune_in_background(settings: Settings) -> Path:
+    """Start `python -m ui.demo --tune-only` as a child process that outlives this one; its
+    output goes to a log file in the collection's folder (returned). The chat's sidebar shows
+    its progress (rag/tune/progress.py); Ctrl-C in the terminal stops it with the chat, and the
+    next run resumes from its last checkpoint."""
+    with Collection.open(settings.index_dir, DEMO_COLLECTION) as collection:
+        log = collection.path / "tune" / "background.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as sink:
+        subprocess.Popen(
+            [sys.executable, "-m", "ui.demo", "--tune-only"],
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    return log
+
+
 def _quiet_libraries() -> None:
     """Keep weight-loading bars and tokenizer warnings off the terminal; our own bar stays."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
@@ -72,8 +99,11 @@ def _quiet_libraries() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    tune = "--no-tune" not in (sys.argv[1:] if argv is None else argv)
+    args = sys.argv[1:] if argv is None else argv
     _quiet_libraries()
+    if "--tune-only" in args:
+        return _tune_only()
+    tune = "--no-tune" not in args
     try:
         settings = Settings.load()
         report = build_demo(settings)
@@ -83,6 +113,14 @@ def main(argv: list[str] | None = None) -> int:
     print(report.summary())
     for source, reason in report.failed:
         print(f"failed: {source}: {reason}", file=sys.stderr)
+    if tune and "--background" in args:
+        if not tuned_before(settings):
+            log = tune_in_background(settings)
+            print(
+                "Training the demo's reranker in the background (about 10 minutes on 2 CPU "
+                f"cores); the chat shows its progress and switches to it when done. Log: {log}"
+            )
+        tune = False
     if tune:
         print(
             "Training the demo's reranker on its SQuAD questions, once (about 10 minutes on "
@@ -107,6 +145,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Collection {DEMO_COLLECTION!r} is in {settings.index_dir}.")
     print("Start the chat with: streamlit run ui/app.py   (or: make run)")
     return 1 if report.failed else 0
+
+
+def _tune_only() -> int:
+    """The background half of `--background`: train (or resume) the demo's reranker."""
+    try:
+        settings = Settings.load(progress=False)
+        tuned = tune_demo(settings)
+    except RagError as e:
+        print(f"the demo reranker was not trained: {e}", file=sys.stderr)
+        return 1
+    print(tuned.message if tuned else "The demo's reranker was trained before: kept.")
+    return 0
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from rag.manifest import read_manifest
 from rag.pipeline import Answerer
 from rag.retrieval import Searcher
 from rag.settings import Settings
+from rag.tune.progress import TuneProgress
 from rag.types import AnswerEvent
 
 T = TypeVar("T")
@@ -181,6 +182,12 @@ class Engine:
             )
             self._searchers[key] = build_searcher(self.collection, tuned, self.searcher)
         return self._searchers[key]
+
+    def training(self) -> TuneProgress | None:
+        """The collection's reranker training, when one is running or stopped unfinished (a
+        file read: any thread)."""
+        progress = TuneProgress.read(self.collection.path)
+        return None if progress is None or progress.finished else progress
 
     def documents(self) -> list[str]:
         """The sources of the collection's documents, sorted (for the chat's picker)."""

@@ -31,6 +31,7 @@ from rag.tune.card import model_card, write_card
 from rag.tune.dataset import positive_texts, prepare
 from rag.tune.heldout import dense_ndcg, evaluate_reranking, held_out_candidates, reranking_samples
 from rag.tune.options import TuneOptions
+from rag.tune.progress import TuneProgress
 from rag.tune.queries import CachingEmbedder, chunks_by_key
 from rag.tune.trainers import BI_ENCODER, TrainState, fit
 
@@ -66,71 +67,99 @@ def tune_reranker(
     register it (with the fusion weight that did best) when it beats the first stage alone."""
     options.check()
     collection = Collection.open(settings.index_dir, name)
+    progress = TuneProgress.start(collection.path)
     try:
-        searcher = Searcher(
-            collection, settings, embedder=_caching(embedder, collection, settings), reranker=None
-        )
-        work = collection.path / "tune" / "reranker"
-        base = options.base or DEFAULT_EMBEDDER
-        data = prepare(searcher, work, "reranker", base, options, settings)
-        candidates = held_out_candidates(searcher, data.held_out, settings.rerank_depth)
-        samples = reranking_samples(candidates, positive_texts(collection, data.held_out))
-        started = time.perf_counter()
-        target = collection.model_dir("reranker")
-        model, state = fit(options.arch, base, data.examples, samples, work, options, settings)
-        model.save(str(target))
-        # Already in memory: no need to load it again.
-        reranker: CrossEncoderReranker | MaxSimReranker
-        if options.arch == MAXSIM:
-            reranker = MaxSimReranker.from_model(model, str(target), device=settings.device)
-        else:
-            reranker = CrossEncoderReranker.from_model(
-                model, str(target), device=settings.device, max_length=options.max_length
-            )
-        seconds = time.perf_counter() - started
-        scores = evaluate_reranking(
-            candidates, reranker, settings.rrf_k, progress=settings.progress
-        )
-        beats = scores.fused > scores.first_stage
-        card = model_card(
-            "reranker", collection, base, options, data, state, seconds, samples=len(samples)
-        )
-        card["metrics"] = {
-            "held_out_queries": scores.queries,
-            "before": {"first_stage_ndcg@10": scores.first_stage},
-            "after": scores.to_json(),
-        }
-        card["registered"] = beats and options.register
-        write_card(target, card)
-        if beats and options.register:
-            collection.set_reranker(
-                RegisteredReranker(
-                    path=str(target.relative_to(collection.path)),
-                    arch=options.arch,
-                    base=base,
-                    fusion=Fusion(scores.weight, settings.rrf_k),
-                    trained_at=card["created_at"],
-                    held_out_ndcg={"before": scores.first_stage, "after": scores.fused},
-                )
-            )
-        if not state.interrupted:
-            shutil.rmtree(work, ignore_errors=True)
-        detail = (
-            f"held-out nDCG@10 {scores.first_stage:.4f} without reranking, "
-            f"{scores.reranker:.4f} reranked, {scores.fused:.4f} fused at weight {scores.weight}"
-        )
-        message = _outcome(
-            state,
-            beats,
-            options.register,
-            refused=f"the tuned reranker does not beat no reranking on {scores.queries} "
-            f"held-out queries ({detail}); saved at {target}",
-            registered=f"registered reranker for {name!r}: {detail}; model at {target}",
-            trained=f"{detail}; model at {target}",
-        )
-        return TuneReport("reranker", name, target, beats and options.register, message, card)
+        report = _tune_reranker(settings, collection, options, embedder, progress)
+    except BaseException as e:
+        progress.finish("interrupted" if isinstance(e, KeyboardInterrupt) else f"failed: {e}")
+        raise
     finally:
         collection.close()
+    progress.finish("registered" if report.registered else "not registered")
+    return report
+
+
+def _tune_reranker(
+    settings: Settings,
+    collection: Collection,
+    options: TuneOptions,
+    embedder: Embedder | None,
+    progress: TuneProgress,
+) -> TuneReport:
+    """Everything `tune_reranker` does between opening the collection and closing it."""
+    name = collection.name
+    searcher = Searcher(
+        collection, settings, embedder=_caching(embedder, collection, settings), reranker=None
+    )
+    work = collection.path / "tune" / "reranker"
+    base = options.base or DEFAULT_EMBEDDER
+    data = prepare(searcher, work, "reranker", base, options, settings)
+    candidates = held_out_candidates(searcher, data.held_out, settings.rerank_depth)
+    samples = reranking_samples(candidates, positive_texts(collection, data.held_out))
+    started = time.perf_counter()
+    target = collection.model_dir("reranker")
+
+    def on_step(done: int, total: int) -> None:
+        nonlocal progress
+        progress = progress.update("training", done, total)
+
+    model, state = fit(options.arch, base, data.examples, samples, work, options, settings, on_step)
+    progress = progress.update("measuring")
+    model.save(str(target))
+    # Already in memory: no need to load it again.
+    reranker: CrossEncoderReranker | MaxSimReranker
+    if options.arch == MAXSIM:
+        reranker = MaxSimReranker.from_model(model, str(target), device=settings.device)
+    else:
+        reranker = CrossEncoderReranker.from_model(
+            model, str(target), device=settings.device, max_length=options.max_length
+        )
+    seconds = time.perf_counter() - started
+    scores = evaluate_reranking(candidates, reranker, settings.rrf_k, progress=settings.progress)
+    beats = scores.fused > scores.first_stage
+    card = model_card(
+        "reranker", collection, base, options, data, state, seconds, samples=len(samples)
+    )
+    card["metrics"] = {
+        "held_out_queries": scores.queries,
+        "before": {"first_stage_ndcg@10": scores.first_stage},
+        "after": scores.to_json(),
+    }
+    card["registered"] = beats and options.register
+    write_card(target, card)
+    if beats and options.register:
+        collection.set_reranker(
+            RegisteredReranker(
+                path=str(target.relative_to(collection.path)),
+                arch=options.arch,
+                base=base,
+                fusion=Fusion(scores.weight, settings.rrf_k),
+                trained_at=card["created_at"],
+                held_out_ndcg={"before": scores.first_stage, "after": scores.fused},
+            )
+        )
+        if options.arch == MAXSIM:
+            # Encode every passage once now, so that no question waits for it later.
+            progress = progress.update("warming")
+            Searcher(collection, settings, embedder=searcher.embedder).warm_reranker(
+                progress=settings.progress
+            )
+    if not state.interrupted:
+        shutil.rmtree(work, ignore_errors=True)
+    detail = (
+        f"held-out nDCG@10 {scores.first_stage:.4f} without reranking, "
+        f"{scores.reranker:.4f} reranked, {scores.fused:.4f} fused at weight {scores.weight}"
+    )
+    message = _outcome(
+        state,
+        beats,
+        options.register,
+        refused=f"the tuned reranker does not beat no reranking on {scores.queries} "
+        f"held-out queries ({detail}); saved at {target}",
+        registered=f"registered reranker for {name!r}: {detail}; model at {target}",
+        trained=f"{detail}; model at {target}",
+    )
+    return TuneReport("reranker", name, target, beats and options.register, message, card)
 
 
 def tune_retriever(

@@ -76,9 +76,11 @@ def fit(
     work: Path,
     options: TuneOptions,
     settings: Settings,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> tuple[Any, TrainState]:
     """Train a model of `kind` (a key of TRAINERS) from `base` on the examples, evaluated on the
-    held-out samples: the trained model (the best checkpoint, when interrupted), and how it went."""
+    held-out samples: the trained model (the best checkpoint, when interrupted), and how it went.
+    `on_step(done, total)` hears of every optimiser step."""
     recipe = TRAINERS[kind](base, examples, options, pick_device(settings.device))
     batch_size = options.batch_size or 16
     learning_rate = options.learning_rate or recipe.learning_rate
@@ -95,6 +97,8 @@ def fit(
         loss=recipe.loss,
         evaluator=evaluator,
     )
+    if on_step is not None:
+        trainer.add_callback(_step_callback(on_step))
     state = _run_trainer(trainer, work, options, batch_size, learning_rate)
     if state.interrupted and state.best_checkpoint:
         return recipe.load(state.best_checkpoint), state
@@ -324,6 +328,17 @@ def _run_trainer(
         batch_size=batch_size,
         learning_rate=learning_rate,
     )
+
+
+def _step_callback(on_step: Callable[[int, int], None]) -> Any:
+    """A transformers TrainerCallback that passes (step, max steps) to `on_step`."""
+    from transformers import TrainerCallback
+
+    class StepCallback(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            on_step(int(state.global_step), int(state.max_steps))
+
+    return StepCallback()
 
 
 def _logs_to_stderr(trainer: Any) -> None:

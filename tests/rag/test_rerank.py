@@ -3,10 +3,14 @@ reranker's order with the first stage's."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 
 from rag.errors import ModelError
 from rag.rerank import Fusion, MaxSimReranker
+from rag.token_cache import TokenCache
 from rag.types import Chunk, Hit
 from tests.conftest import MINILM
 
@@ -55,3 +59,67 @@ def test_fusion_weights_between_the_two_orders() -> None:
     assert order(Fusion(0.0).fuse(scores)) == [0, 1, 2]
     with pytest.raises(ModelError, match="fusion weight must be within"):
         Fusion(1.5)
+
+
+def test_cached_passages_score_as_fresh_ones_and_are_encoded_once(
+    squad_paragraphs, tmp_path: Path
+) -> None:
+    texts = [p["context"] for p in squad_paragraphs[:6]]
+    question = squad_paragraphs[0]["questions"][0]
+    fresh = MaxSimReranker(MINILM, device="cpu").score(question, texts)
+    cache = TokenCache(tmp_path / "cache" / "tokens.sqlite", "maxsim|test", limit_mb=64)
+    cached = MaxSimReranker(MINILM, device="cpu", cache=cache)
+    first = cached.score(question, texts)
+    assert set(cache.get(texts)) == set(range(len(texts)))  # all kept after one search
+    again = cached.score(question, texts)
+    # float16 storage moves a score by about 1e-4; the order does not change.
+    assert np.allclose(first, fresh, atol=2e-3) and np.allclose(again, fresh, atol=2e-3)
+    assert np.argsort(again).tolist() == np.argsort(fresh).tolist()
+    # A reranker over another model (another key) finds nothing of this one's.
+    assert TokenCache(cache.path, "maxsim|other").get(texts) == {}
+
+
+def test_warming_encodes_only_what_is_missing(squad_paragraphs, tmp_path: Path) -> None:
+    texts = [p["context"] for p in squad_paragraphs[:8]]
+    cache = TokenCache(tmp_path / "tokens.sqlite", "maxsim|test")
+    reranker = MaxSimReranker(MINILM, device="cpu", cache=cache)
+    reranker.score("Who won?", texts[:3])
+    assert reranker.warm(texts + texts[:2], batch=2) == 5
+    assert reranker.warm(texts) == 0 and len(cache.get(texts)) == 8
+
+
+def test_a_full_or_unwritable_cache_only_costs_speed(squad_paragraphs, tmp_path: Path) -> None:
+    texts = [p["context"] for p in squad_paragraphs[:4]]
+    full = TokenCache(tmp_path / "full.sqlite", "maxsim|test", limit_mb=0.001)
+    reranker = MaxSimReranker(MINILM, device="cpu", cache=full)
+    reranker.score("Who won?", texts[:2])
+    reranker.score("Who won?", texts)  # the file passed its limit: nothing more is added
+    assert len(full.get(texts)) < len(texts)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder would go")
+    broken = TokenCache(blocker / "tokens.sqlite", "maxsim|test")
+    scores = MaxSimReranker(MINILM, device="cpu", cache=broken).score("Who won?", texts)
+    assert len(scores) == len(texts) and broken.get(texts) == {}
+    assert blocker.read_text().startswith("a file")  # untouched
+
+
+def test_a_collection_keeps_its_maxsim_cache_inside_its_folder(tmp_path: Path) -> None:
+    from rag.rerank import choose_reranker
+
+    path = tmp_path / "collection" / "cache" / "tokens.sqlite"
+    choice = choose_reranker(None, "maxsim", True, "cpu", 256, cache=path, cache_mb=100)
+    assert isinstance(choice.reranker, MaxSimReranker)
+    assert choice.reranker.cache is not None and choice.reranker.cache.path == path
+    off = choose_reranker(None, "maxsim", True, "cpu", 256, cache=path, cache_mb=0)
+    assert isinstance(off.reranker, MaxSimReranker) and off.reranker.cache is None
+
+
+def test_the_query_side_on_onnx_matches_torch() -> None:
+    reranker = MaxSimReranker(MINILM, device="cpu")
+    query = "Which NFL team represented the AFC at Super Bowl 50?"
+    onnx = reranker.query_tokens(query)
+    assert reranker._queries  # ONNX Runtime stands in for torch on a CPU
+    (torch_tokens,) = reranker.load().encode_query([query], show_progress_bar=False)
+    expected = torch_tokens.detach().numpy()
+    assert onnx.shape == expected.shape  # [CLS] and [SEP] left out on both
+    assert np.allclose(onnx, expected, atol=1e-4)

@@ -420,3 +420,24 @@ def test_default_collection() -> None:
 def test_plain_escapes_markdown() -> None:
     assert plain("a_b *c* <x> `d` $1") == r"a\_b \*c\* \<x\> \`d\` \$1"
     assert plain("Title\n===") == "Title\n\\=\\=\\="
+
+
+def test_a_reranker_training_in_the_background_shows_its_progress(
+    app: AppTest, index_dir: Path
+) -> None:
+    from rag.tune.progress import PROGRESS_FILE, TuneProgress
+
+    progress_file = index_dir / "squad" / PROGRESS_FILE
+    try:
+        # This process stands for the training one: alive, so the run counts as running.
+        TuneProgress.start(index_dir / "squad").update("training", 30, 120)
+        app.run()
+        assert not app.exception
+        bars = app.get("progress")
+        assert len(bars) == 1 and bars[0].value == 25
+        assert "training, step 30 of 120" in bars[0].proto.text
+        TuneProgress.read(index_dir / "squad").finish("registered")
+        app.run()
+        assert not app.exception and not app.get("progress")
+    finally:
+        progress_file.unlink(missing_ok=True)

@@ -101,4 +101,37 @@ def test_demo_reranker_is_trained_once(tmp_path: Path, minilm) -> None:
     # Only the questions about the two ingested articles (21 + 48) are used.
     assert 60 <= data["queries"]["questions"] <= 69
     assert report.card["training"]["arch"] == "maxsim"
+    from rag.tune.progress import TuneProgress
+
+    progress = TuneProgress.read(settings.index_dir / DEMO_COLLECTION)
+    assert progress is not None and progress.finished
+    assert progress.stage == ("registered" if report.registered else "not registered")
     assert tune_demo(settings, options) is None
+
+
+@pytest.mark.slow
+def test_background_training_leaves_the_chat_free_and_reports_progress(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`make run` (`--background`): the collection is built now, the reranker trains in a child
+    process that writes its progress where the chat reads it; a stopped child reads as stopped."""
+    import os
+    import signal
+
+    from rag.tune.progress import TuneProgress
+    from tests.conftest import wait_for
+
+    index_dir = tmp_path / "indexes"
+    monkeypatch.setenv("RAG_INDEX_DIR", str(index_dir))
+    monkeypatch.setenv("RAG_DEVICE", "cpu")
+    assert main(["--background"]) == 0
+    out = capsys.readouterr().out
+    assert "Training the demo's reranker in the background" in out
+    folder = index_dir / DEMO_COLLECTION
+    wait_for(lambda: TuneProgress.read(folder) is not None, 180, "training progress")
+    progress = TuneProgress.read(folder)
+    assert progress is not None and progress.running and progress.pid != os.getpid()
+    os.kill(progress.pid, signal.SIGTERM)
+    wait_for(lambda: not TuneProgress.read(folder).running, 60, "the child to stop")
+    assert "stopped while" in TuneProgress.read(folder).describe()
+    assert (folder / "tune" / "background.log").is_file()

@@ -20,7 +20,7 @@ from rag.errors import ConfigError
 from rag.manifest import RegisteredReranker
 from rag.models import packaged_path
 from rag.rerank import CrossEncoderReranker, Fusion, MaxSimReranker, multi_vector_model
-from rag.retrieval import Searcher
+from rag.retrieval import RERANK_CACHE, Searcher
 from rag.tune import TuneOptions, TuneReport, commands, tune_reranker, tune_retriever
 from rag.tune.heldout import RerankScores
 from tests.conftest import MINILM, write_squad_docs
@@ -120,6 +120,8 @@ def test_tune_reranker_trains_cards_and_registers_a_winner(
         expected = MaxSimReranker if arch == "maxsim" else CrossEncoderReranker
         assert isinstance(reranker, expected)
         assert reranker.fusion == Fusion(after["fusion_weight"], 60)
+        if arch == "maxsim":  # registration encoded every passage for the reranker's cache
+            assert Searcher(collection, settings).warm_reranker() == 0
 
 
 @pytest.mark.slow
@@ -225,6 +227,11 @@ def test_search_uses_a_registered_maxsim_reranker(squad) -> None:
         untrained = MaxSimReranker(MINILM, device="cpu").score(query, texts)
         assert len(set(untrained)) == len(texts) > 1
         assert reranker.score(query, texts) == pytest.approx(untrained, rel=1e-5)
+        # Every passage encoded once into the collection's cache; then nothing is left to do.
+        searcher = Searcher(collection, settings)
+        assert searcher.warm_reranker() == collection.store.counts()[1] - len(texts)
+        assert searcher.warm_reranker() == 0
+        assert (collection.path / RERANK_CACHE).is_file()
     finally:
         collection.close()
     info = CliRunner().invoke(
