@@ -138,7 +138,8 @@ def text_boxes(page: pypdfium2.PdfPage, texts: Iterable[str], scale: float = SCA
                 letters.append(letter)
                 index.append(i)
         found = "".join(letters)
-        left, _, _, top = page.get_cropbox()
+        # The page's effective box (a crop or media box may be inherited from its parents).
+        left, _, _, top = page.get_bbox()
         boxes: list[Box] = []
         for text in wanted:
             at = found.find(text)

@@ -103,6 +103,7 @@ def test_the_quoted_sentence_is_marked_exactly_where_it_is(real_pdfs: Path) -> N
     assert len(boxes) == 5
     assert all(right - left > 20 and 8 < bottom - top < 30 for left, top, right, bottom in boxes)
     plain = render_page(pdf, 1)
+    assert all(has_ink(plain, box) for box in boxes)
     marked = render_page(pdf, 1, marks=((), (sentence,)))
     assert marked.size == plain.size
     assert not changed_outside(plain, marked, boxes)
@@ -141,3 +142,27 @@ def test_a_sentence_not_on_the_page_leaves_it_plain(real_pdfs: Path) -> None:
     # A sentence from page 2 is not drawn on page 1.
     other_page = page_sentence(pdf, 2, "")
     assert boxes_on(pdf, 1, (other_page,)) == [] and boxes_on(pdf, 2, (other_page,))
+
+
+def test_a_demo_pdf_paragraph_is_found_on_its_page() -> None:
+    """The demo's PDFs (rendered from SQuAD by ingest.squad.write_pdf): a question's gold sentence
+    is marked on the page its question names, and on no other."""
+    from rag.questions import read_questions
+    from ui.demo import DEMO_CORPUS, DEMO_QUESTIONS
+
+    question = next(q for q in read_questions(DEMO_QUESTIONS) if q.page and q.page > 1)
+    pdf = DEMO_CORPUS / str(question.document)
+    assert question.paragraph and question.page
+    boxes = boxes_on(pdf, question.page, (question.paragraph,))
+    assert boxes and all(0 <= box[0] < box[2] <= 893 for box in boxes)  # A4 is 595 pt wide
+    assert all(0 <= box[1] < box[3] <= 1263 for box in boxes)  # and 842 pt high
+    # Each box lies over the sentence's ink. (fpdf2 gives its pages' size only in the parent
+    # node: boxes placed by a letter-size default would float above the text.)
+    assert all(has_ink(render_page(pdf, question.page), box) for box in boxes)
+    assert boxes_on(pdf, question.page - 1, (question.paragraph,)) == []
+
+
+def has_ink(image: Image.Image, box) -> bool:
+    """Whether dark pixels (glyphs) fill at least a tenth of the box's area."""
+    region = image.convert("L").crop(tuple(round(v) for v in box))
+    return sum(1 for v in region.getdata() if v < 128) > 0.1 * region.width * region.height
