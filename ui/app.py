@@ -53,6 +53,12 @@ EMPTY_QUERY = "the query is empty"
 UNSUPPORTED = "Not supported by the sources it cites:"
 # The `answer_mode` setting's values as the sidebar names them.
 ANSWER_MODE_LABELS = {"auto": "auto", "extractive": "small reader only", "llm": "LLM only"}
+# What the passages a reply does not cite were, by who answered.
+OTHERS = {
+    "reader": "Other passages the small reader read",
+    "llm": "Other passages given to the LLM",
+    "refused": "Closest passages",
+}
 CURSOR = " ▌"
 
 
@@ -284,7 +290,7 @@ def show_reply(reply: AssistantReply, turn: int) -> None:
     for source in reply.cited:
         show_source(source, turn)
     if reply.others:
-        label = "Closest passages" if reply.refused else "Other passages given to the LLM"
+        label = OTHERS[reply.answered_by] if not reply.refused else OTHERS["refused"]
         with st.expander(f"{label} ({len(reply.others)})"):
             for source in reply.others:
                 show_source(source, turn)

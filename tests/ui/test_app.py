@@ -439,7 +439,7 @@ def test_highlighted_passage_is_escaped_and_shown_literally() -> None:
     )
     assert "<script>" not in passage.value and not app.get("html")
     # The source not cited stays plain text.
-    assert app.expander[0].label == "Other passages given to the LLM (1)"
+    assert app.expander[0].label == "Other passages the small reader read (1)"
     assert app.expander[0].text[1].value == "x"
 
 
