@@ -1,9 +1,11 @@
 """A chat over one collection: `streamlit run ui/app.py` (or `make run`, which builds the demo).
 
-Each question is answered by the LLM from the collection's passages, streamed as it is written,
-then checked: the reply lists the sources it cites (a PDF's page can be shown as an image) and
-flags the sentences they do not support. Text from documents or from the LLM is always shown
-with `st.text` or escaped, never as Markdown or HTML. `?collection=NAME` opens that collection.
+Each question is answered from the collection's passages by the small reader (quoting its source)
+or by the LLM (streamed as it is written, then checked), as the answer mode says: the reply says
+who answered and how sure, lists the sources it cites with the sentences that support the answer
+highlighted (on a PDF's page image too), and flags the sentences they do not support. Text from
+documents or from the LLM is always shown with `st.text` or escaped (HTML, then Markdown), never
+as live Markdown or HTML. `?collection=NAME` opens that collection.
 
 Only the Streamlit face is here: the collection is answered by an `Engine` (ui/engine.py, its own
 worker thread), and the conversation is kept as typed messages (ui/messages.py) rendered by type.
