@@ -21,7 +21,7 @@ from typing import ClassVar
 
 from rag.errors import RagError
 from rag.generation import Message
-from rag.types import Answer, AnsweredBy, Citation
+from rag.types import Answer, AnsweredBy, Citation, Quote
 from ui.evidence import Highlight, highlights
 from ui.preview import is_pdf
 
@@ -126,6 +126,7 @@ class AssistantReply:
     notices: tuple[str, ...]
     answered_by: AnsweredBy = "llm"
     confidence: float | None = None  # the small reader's, calibrated; None: it did not run
+    quote: Quote | None = None  # where a reader's answer is in its source (marked in `cited`)
     checked: int = 0  # answer sentences the verifier checked
 
     @property
@@ -194,6 +195,7 @@ def reply_for(answer: Answer, shown: Container[str] = ()) -> AssistantReply:
         notices=tuple(n for n in answer.notices if n not in shown and not n.startswith(RERANK_OFF)),
         answered_by=answer.answered_by,
         confidence=answer.confidence,
+        quote=answer.quote,
         checked=len(answer.sentences) if answer.answered_by == "llm" else 0,
     )
 

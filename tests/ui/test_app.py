@@ -410,6 +410,7 @@ def test_reader_reply_says_who_answered_and_marks_the_quote() -> None:
     answer = reader_answer()
     reply = reply_for(answer)
     assert reply.answered_by == "reader" and reply.confidence == 0.874
+    assert reply.quote == answer.quote
     assert reply.who == "Answered by the small reader, quoting source [1] · 87 % sure"
     (source,) = reply.cited
     (mark,) = source.highlights
