@@ -168,7 +168,8 @@ def test_chat_preview_and_upload_in_a_real_browser(page, real_pdfs: Path) -> Non
     expect(checked).to_be_visible(timeout=ANSWER_MS)
     wait_idle(page)
     expect(chat.get_by_test_id("stText").get_by_text(ECHO_ANSWER, exact=True)).to_be_visible()
-    expect(chat.get_by_text("[1] p000.md · page 1 · score", exact=False)).to_be_visible()
+    expect(chat.get_by_text("[1] p000.md · page 1 · match 1 of 5", exact=False)).to_be_visible()
+    expect(chat.get_by_text("Written by the LLM from the sources", exact=False)).to_be_visible()
     expect(chat.get_by_text("Denver Broncos defeated", exact=False).first).to_be_visible()
     reply = chat.get_by_test_id("stChatMessage").last
     shot(page, "02-answer-with-sources.png", top=reply)
