@@ -1,4 +1,4 @@
-"""Which sentence of a cited passage supports the answer, and the passage with it highlighted.
+"""Which sentences of the cited passages support the answer, to be highlighted in them.
 
     marks = highlights(answer)   # {source n: (Highlight(start, end, span), ...)}
 

@@ -136,7 +136,7 @@ class AssistantReply:
         sure = None if self.confidence is None else percent(self.confidence)
         if self.answered_by == "reader":
             quoted = f", quoting source [{self.cited[0].number}]" if self.cited else ""
-            return f"Answered by the small reader{quoted} · {sure or 'no confidence'} sure"
+            return f"Answered by the small reader{quoted}" + (f" · {sure} sure" if sure else "")
         if self.answered_by == "refused":
             why = f" (the small reader's best guess was {sure} sure)" if sure else ""
             return f"Not answered: the sources do not seem to say{why}"
