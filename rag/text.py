@@ -37,6 +37,21 @@ def split_sentences(text: str) -> list[str]:
     return sentences
 
 
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """The (start, end) character offsets of each sentence of `text`, by the same boundaries as
+    `split_sentences` (without joining citation-only fragments), its spaces left out."""
+    spans, begin = [], 0
+    for boundary in [*_SENTENCE_END.finditer(text), None]:
+        end = len(text) if boundary is None else boundary.start()
+        piece = text[begin:end]
+        if piece.strip():
+            first = begin + len(piece) - len(piece.lstrip())
+            spans.append((first, first + len(piece.strip())))
+        if boundary is not None:
+            begin = boundary.end()
+    return spans
+
+
 def marker_numbers(marker: re.Match[str]) -> list[int]:
     """The source numbers of one CITATION match, in the order written."""
     return [int(number) for number in _NUMBER_SEPARATOR.split(marker.group(1))]

@@ -1,9 +1,11 @@
 """A chat over one collection: `streamlit run ui/app.py` (or `make run`, which builds the demo).
 
-Each question is answered by the LLM from the collection's passages, streamed as it is written,
-then checked: the reply lists the sources it cites (a PDF's page can be shown as an image) and
-flags the sentences they do not support. Text from documents or from the LLM is always shown
-with `st.text` or escaped, never as Markdown or HTML. `?collection=NAME` opens that collection.
+Each question is answered from the collection's passages by the small reader (quoting its source)
+or by the LLM (streamed as it is written, then checked), as the answer mode says: the reply says
+who answered and how sure, lists the sources it cites with the sentences that support the answer
+highlighted (on a PDF's page image too), and flags the sentences they do not support. Text from
+documents or from the LLM is always shown with `st.text` or escaped (HTML, then Markdown), never
+as live Markdown or HTML. `?collection=NAME` opens that collection.
 
 Only the Streamlit face is here: the collection is answered by an `Engine` (ui/engine.py, its own
 worker thread), and the conversation is kept as typed messages (ui/messages.py) rendered by type.
@@ -25,7 +27,7 @@ from rag.errors import CollectionError, RagError
 from rag.filters import glob_escape
 from rag.generation import LLM, LLM_BACKENDS, Message
 from rag.retrieval import SEARCH_MODES
-from rag.settings import Settings
+from rag.settings import ANSWER_MODES, Settings
 from rag.types import AnswerDone, AnswerToken, SourcesFound
 from ui.engine import Engine, build_llm
 from ui.messages import (
@@ -51,6 +53,14 @@ NO_COLLECTIONS = (
 )
 EMPTY_QUERY = "the query is empty"
 UNSUPPORTED = "Not supported by the sources it cites:"
+# The `answer_mode` setting's values as the sidebar names them.
+ANSWER_MODE_LABELS = {"auto": "auto", "extractive": "small reader only", "llm": "LLM only"}
+# What the passages a reply does not cite were, by who answered.
+OTHERS = {
+    "reader": "Other passages the small reader read",
+    "llm": "Other passages given to the LLM",
+    "refused": "Closest passages",
+}
 CURSOR = " ▌"
 # How often the sidebar rereads a background training's progress, in seconds.
 TRAINING_REFRESH_S = 5
@@ -73,6 +83,13 @@ def default_collection(names: list[str], requested: str | None = None) -> str | 
 
 def no_collections_message(index_dir: Path) -> str:
     return NO_COLLECTIONS.format(index_dir=plain(str(index_dir)))
+
+
+def progress_line(answer_mode: str, passages: int) -> str:
+    """What the chat says while an answer is on its way, once the passages are found."""
+    if answer_mode == "llm":
+        return f"Writing the answer from {passages} passages…"
+    return f"Reading {passages} passages for the answer…"
 
 
 # -- Streamlit ----------------------------------------------------------------------------------
@@ -101,10 +118,11 @@ class Choices:
     mode: str
     rerank: bool
     backend: str
+    answer_mode: str
 
 
 def sidebar(settings: Settings, names: list[str], default: str) -> Choices:
-    """The collection picker, the LLM backend and the retrieval settings."""
+    """The collection picker, who answers (answer mode, LLM backend) and the retrieval settings."""
     if (switch := st.session_state.pop("switch_to", None)) in names:
         st.session_state["collection"] = switch  # a collection just made by an upload
     if st.session_state.get("collection") not in names:
@@ -115,6 +133,15 @@ def sidebar(settings: Settings, names: list[str], default: str) -> Choices:
         index = 0 if picked else names.index(default)  # a picked value lives in session state
         name = st.selectbox("Collection", names, index=index, key="collection")
         st.header("Answers")
+        answer_mode = st.segmented_control(
+            "Answer mode",
+            ANSWER_MODES,
+            default=settings.answer_mode,
+            required=True,
+            format_func=ANSWER_MODE_LABELS.__getitem__,
+            help="auto: the small reader answers when it is sure, quoting its source, the LLM "
+            "otherwise; small reader only: never an LLM call; LLM only: the reader does not run",
+        )
         backends = list(LLM_BACKENDS)
         backend = st.selectbox(
             "LLM backend",
@@ -133,7 +160,7 @@ def sidebar(settings: Settings, names: list[str], default: str) -> Choices:
             help="dense: embeddings; bm25: keywords; hybrid: both, fused by rank",
         )
         rerank = st.toggle("Rerank the top passages", value=settings.rerank)
-    return Choices(str(name), int(top_k), str(mode), bool(rerank), str(backend))
+    return Choices(str(name), int(top_k), str(mode), bool(rerank), str(backend), str(answer_mode))
 
 
 def document_scope(engine: Engine, collection: str) -> tuple[str, ...]:
@@ -167,6 +194,8 @@ def show_status(engine: Engine, rerank: bool) -> str | None:
             st.caption("Reranking is off (toggle above).")
         elif status.reranking_off:
             st.caption(plain(status.reranking_off))
+        elif status.reranker:
+            st.caption(f"Reranker: {plain(status.reranker)}")
     return status.reranking_off
 
 
@@ -276,13 +305,14 @@ def show_reply(reply: AssistantReply, turn: int) -> None:
         st.info(plain(reply.text))
     else:
         st.text(reply.text)
+    st.caption(plain(reply.who))
     if reply.unsupported:
         listed = "\n".join(f"- {plain(sentence)}" for sentence in reply.unsupported)
         st.warning(f"{UNSUPPORTED}\n\n{listed}", icon="⚠️")
     for source in reply.cited:
         show_source(source, turn)
     if reply.others:
-        label = "Closest passages" if reply.refused else "Other passages given to the LLM"
+        label = OTHERS[reply.answered_by] if not reply.refused else OTHERS["refused"]
         with st.expander(f"{label} ({len(reply.others)})"):
             for source in reply.others:
                 show_source(source, turn)
@@ -293,12 +323,18 @@ def show_reply(reply: AssistantReply, turn: int) -> None:
 
 
 def show_source(source: SourceView, turn: int) -> None:
+    """A passage as text, or, when it holds sentences that support the answer, as escaped HTML
+    with those marked; for a PDF, its page on request, the passage and sentences drawn on it."""
     with st.container(border=True):
-        st.text(source.heading, help=plain(source.path))
-        st.text(source.text)
+        st.text(source.heading, help=plain(source.tooltip))
+        if source.highlights:
+            st.markdown(source.markup, unsafe_allow_html=True)  # escaped: see SourceView.markup
+        else:
+            st.text(source.text)
         if source.pdf and st.toggle(f"Show page {source.page}", key=f"page-{turn}-{source.number}"):
             try:
-                st.image(page_png(source.path, source.page), output_format="PNG")
+                png = page_png(source.path, source.page, passage=source.text, quotes=source.quotes)
+                st.image(png, output_format="PNG")
             except PreviewError as e:
                 st.error(plain(str(e)))
 
@@ -340,7 +376,7 @@ def stream_answer(
     with contextlib.closing(engine.answer(llm, settings, question, history)) as stream:
         for event in stream:
             if isinstance(event, SourcesFound):
-                placeholder.caption(f"Writing the answer from {len(event.sources)} passages…")
+                placeholder.caption(progress_line(settings.answer_mode, len(event.sources)))
             elif isinstance(event, AnswerToken):
                 parts.append(event.text)
                 placeholder.text("".join(parts) + CURSOR)
@@ -380,6 +416,7 @@ def main() -> None:
                 "search_mode": choice.mode,
                 "rerank": choice.rerank,
                 "llm_backend": choice.backend,
+                "answer_mode": choice.answer_mode,
                 "where": where,
             }
         )

@@ -32,11 +32,19 @@ DEMO_CORPUS = Path(__file__).resolve().parent / "demo_corpus"
 DEMO_QUESTIONS = Path(__file__).resolve().parent / "demo_questions.jsonl"
 # Credits for the corpus: shipped beside it, never ingested.
 NOT_ARTICLES = frozenset({"ATTRIBUTION.md"})
+# Articles shipped as PDF instead of Markdown (rendered from SQuAD as the SQuAD benchmark renders
+# its PDFs, by `python -m ui.demo_questions`), so that the demo shows page previews too.
+PDF_ARTICLES = ("Nikola_Tesla", "Steam_engine")
+ARTICLE_SUFFIXES = (".md", ".pdf")
 
 
 def demo_files(corpus: Path = DEMO_CORPUS) -> list[Path]:
     """The article files of the demo corpus (absolute, so reruns from any folder match)."""
-    return sorted(p.resolve() for p in corpus.glob("*.md") if p.name not in NOT_ARTICLES)
+    return sorted(
+        p.resolve()
+        for p in corpus.iterdir()
+        if p.suffix in ARTICLE_SUFFIXES and p.name not in NOT_ARTICLES
+    )
 
 
 def build_demo(settings: Settings) -> IngestReport:

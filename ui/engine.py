@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, TypeVar
 
 from rag.collection import MANIFEST, STORE, Collection
@@ -29,6 +29,7 @@ from rag.errors import RagError
 from rag.generation import LLM, Message, make_llm
 from rag.manifest import read_manifest
 from rag.pipeline import Answerer
+from rag.rerank import MaxSimReranker, Reranker
 from rag.retrieval import Searcher
 from rag.settings import Settings
 from rag.tune.progress import TuneProgress
@@ -77,14 +78,26 @@ class CollectionStatus:
     chunks: int
     embedder: str
     reranking_off: str | None  # why reranking is off, None when a reranker is in use
+    reranker: str | None = None  # what the reranker in use is, in words
 
 
 def describe(collection: Collection, searcher: Searcher) -> CollectionStatus:
     """Counts, embedder and reranker state (engine thread only: it reads SQLite and may load
     the reranker, once)."""
     documents, chunks = collection.store.counts()
-    reason = searcher.reranker_choice().reason
-    return CollectionStatus(documents, chunks, collection.embedder.name, reason)
+    choice = searcher.reranker_choice()
+    named = None if choice.reranker is None else reranker_name(collection, choice.reranker)
+    return CollectionStatus(documents, chunks, collection.embedder.name, choice.reason, named)
+
+
+def reranker_name(collection: Collection, reranker: Reranker) -> str:
+    """What the reranker is, as the sidebar says it: its kind (a MaxSim late-interaction model
+    or a cross-encoder), whether it is the collection's own, and its model's name."""
+    kind = "MaxSim (late interaction)" if isinstance(reranker, MaxSimReranker) else "cross-encoder"
+    registered = collection.registered_reranker()
+    own = registered is not None and Path(registered.path) == Path(reranker.name)
+    whose = ", this collection's own" if own else ""
+    return f"{kind}{whose}: {PurePath(reranker.name).name or reranker.name}"
 
 
 def manifest_unchanged(collection: Collection) -> bool:

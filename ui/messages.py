@@ -4,12 +4,15 @@
     conversation(history)   # the LLM messages a follow-up is rewritten with
 
 A `UserMessage` is the question as typed; an `AssistantReply` is an answer as the chat shows it
-(its text, the sources it cites, the others the LLM was given, the sentences the verifier did not
-find supported); an `ErrorMessage` is one line, already escaped for Markdown. No Streamlit here.
+(its text, who answered and how sure, the sources it cites with the sentences that support the
+answer, the others the LLM was given, the sentences the verifier did not find supported); an
+`ErrorMessage` is one line, already escaped for Markdown. No Streamlit here.
 """
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Collection as Container
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,13 +21,15 @@ from typing import ClassVar
 
 from rag.errors import RagError
 from rag.generation import Message
-from rag.types import Answer, Citation
+from rag.types import Answer, AnsweredBy, Citation, Quote
+from ui.evidence import Highlight, highlights
 from ui.preview import is_pdf
 
 # The sidebar always shows whether reranking is on, and why not: replies need not repeat it.
 RERANK_OFF = "reranking is off"
 
 _MARKDOWN_SPECIALS = str.maketrans({c: "\\" + c for c in "\\`*_{}[]()<>#+-.!|~$:="})
+_SPACES = re.compile(r"[^\S\n]+")
 
 
 def plain(text: str) -> str:
@@ -32,9 +37,38 @@ def plain(text: str) -> str:
     return text.translate(_MARKDOWN_SPECIALS)
 
 
+def inert(text: str) -> str:
+    """`text` for st.markdown with HTML allowed, shown literally: HTML-escaped, then
+    Markdown-escaped, on one line (`<br>` for line breaks), so no block can start."""
+    escaped = plain(html.escape(text, quote=False))  # `&` stays bare: entities must survive
+    return "<br>".join(_SPACES.sub(" ", line) for line in escaped.split("\n"))
+
+
+def passage_markup(text: str, marks: Sequence[Highlight]) -> str:
+    """`text` made inert, each highlighted sentence in <mark>, an answer span in <strong>."""
+    parts, at = [], 0
+    for mark in sorted(marks, key=lambda m: m.start):
+        start, end = max(mark.start, at), min(mark.end, len(text))
+        if start >= end:
+            continue
+        first, last = mark.span or (start, start)
+        first, last = min(max(first, start), end), min(max(last, start), end)
+        inner = inert(text[start:first])
+        if first < last:
+            inner += f"<strong>{inert(text[first:last])}</strong>"
+        inner += inert(text[max(first, last) : end])
+        parts += [inert(text[at:start]), f"<mark>{inner}</mark>"]
+        at = end
+    parts.append(inert(text[at:]))
+    return "".join(parts)
+
+
 @dataclass(frozen=True)
 class SourceView:
-    """One source as the chat shows it; `text` is document text and must be rendered as text."""
+    """One source as the chat shows it; `text` is document text and must be rendered as text
+    (or as `markup`, which escapes it). `rank` of `of`: its place among the passages found, the
+    retrieval score kept only for the tooltip; `highlights`: the sentences that support the
+    answer."""
 
     number: int
     name: str
@@ -42,14 +76,32 @@ class SourceView:
     page: int
     score: float
     text: str
+    rank: int = 1
+    of: int = 1
+    highlights: tuple[Highlight, ...] = ()
 
     @property
     def heading(self) -> str:
-        return f"[{self.number}] {self.name} · page {self.page} · score {self.score:.3f}"
+        return f"[{self.number}] {self.name} · page {self.page} · match {self.rank} of {self.of}"
+
+    @property
+    def tooltip(self) -> str:
+        """The full path and the raw retrieval score, for whoever wants them."""
+        return f"retrieval score {self.score:.3f} · {self.path}"
 
     @property
     def pdf(self) -> bool:
         return is_pdf(self.path)
+
+    @property
+    def markup(self) -> str:
+        """The passage as inert HTML with its supporting sentences marked."""
+        return passage_markup(self.text, self.highlights)
+
+    @property
+    def quotes(self) -> tuple[str, ...]:
+        """The text of the highlighted sentences (found again on a PDF's page image)."""
+        return tuple(self.text[h.start : h.end] for h in self.highlights)
 
 
 @dataclass(frozen=True)
@@ -72,6 +124,29 @@ class AssistantReply:
     others: tuple[SourceView, ...]
     unsupported: tuple[str, ...]
     notices: tuple[str, ...]
+    answered_by: AnsweredBy = "llm"
+    confidence: float | None = None  # the small reader's, calibrated; None: it did not run
+    quote: Quote | None = None  # where a reader's answer is in its source (marked in `cited`)
+    checked: int = 0  # answer sentences the verifier checked
+
+    @property
+    def who(self) -> str:
+        """Who answered and how sure, in words: "Answered by the small reader, quoting source [2]
+        · 87 % sure"."""
+        sure = None if self.confidence is None else percent(self.confidence)
+        if self.answered_by == "reader":
+            quoted = f", quoting source [{self.cited[0].number}]" if self.cited else ""
+            return f"Answered by the small reader{quoted}" + (f" · {sure} sure" if sure else "")
+        if self.answered_by == "refused":
+            why = f" (the small reader's best guess was {sure} sure)" if sure else ""
+            return f"Not answered: the sources do not seem to say{why}"
+        line = "Written by the LLM from the sources"
+        if sure:
+            line += f" (the small reader was only {sure} sure)"
+        if self.checked:
+            supported = self.checked - len(self.unsupported)
+            line += f" · {supported} of {self.checked} sentences backed by the sources they cite"
+        return line
 
 
 @dataclass(frozen=True)
@@ -85,23 +160,43 @@ class ErrorMessage:
 ChatMessage = UserMessage | AssistantReply | ErrorMessage
 
 
-def format_citation(citation: Citation) -> SourceView:
+def percent(probability: float) -> str:
+    """A calibrated probability as a person reads it, "87 %": never 0 or 100, which it is not."""
+    return f"{min(99, max(1, round(probability * 100)))} %"
+
+
+def format_citation(
+    citation: Citation, rank: int = 1, of: int = 1, marks: tuple[Highlight, ...] = ()
+) -> SourceView:
     """The view of source [n]: file name up front, full path kept for a tooltip and the preview."""
     chunk = citation.chunk
     name = PurePath(chunk.source).name or chunk.source
-    return SourceView(citation.n, name, chunk.source, chunk.page, citation.score, chunk.text)
+    return SourceView(
+        citation.n, name, chunk.source, chunk.page, citation.score, chunk.text, rank, of, marks
+    )
 
 
 def reply_for(answer: Answer, shown: Container[str] = ()) -> AssistantReply:
     """The assistant's reply for an answer, minus the notices already shown."""
     cited = {c.n for c in answer.citations}
+    ranks = {c.n: rank for rank, c in enumerate(answer.sources, start=1)}
+    marks = highlights(answer)
+
+    def view(c: Citation) -> SourceView:
+        rank = ranks.get(c.n, c.n)
+        return format_citation(c, rank, max(len(answer.sources), rank), marks.get(c.n, ()))
+
     return AssistantReply(
         text=answer.text,
         refused=answer.refused,
-        cited=tuple(format_citation(c) for c in answer.citations),
-        others=tuple(format_citation(c) for c in answer.sources if c.n not in cited),
+        cited=tuple(view(c) for c in answer.citations),
+        others=tuple(view(c) for c in answer.sources if c.n not in cited),
         unsupported=tuple(_one_line(s.text) for s in answer.sentences if not s.supported),
         notices=tuple(n for n in answer.notices if n not in shown and not n.startswith(RERANK_OFF)),
+        answered_by=answer.answered_by,
+        confidence=answer.confidence,
+        quote=answer.quote,
+        checked=len(answer.sentences) if answer.answered_by == "llm" else 0,
     )
 
 

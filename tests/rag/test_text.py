@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from rag.text import CITATION, cited_numbers, embedding_text, marker_numbers, split_sentences
+from rag.text import (
+    CITATION,
+    cited_numbers,
+    embedding_text,
+    marker_numbers,
+    sentence_spans,
+    split_sentences,
+)
 
 
 def context(paragraphs: list[dict[str, object]], title: str, holding: str) -> str:
@@ -69,3 +76,16 @@ def test_tables_are_plain_rows_for_the_embedder() -> None:
     text = f"3M · Income\n{table}"
     assert embedding_text(text) == "3M · Income\n(Millions), 2022, 2021\nNet sales, $34,229"
     assert embedding_text("a | b, not a table") == "a | b, not a table"
+
+
+def test_sentence_spans_are_offsets_of_the_same_sentences() -> None:
+    text = '  It opened in 1890.\n It closed in 1990 (briefly).  Then? no.\n\n"Done." '
+    spans = sentence_spans(text)
+    assert [text[a:b] for a, b in spans] == [
+        "It opened in 1890.",
+        "It closed in 1990 (briefly).",
+        "Then? no.",
+        '"Done."',
+    ]
+    assert [text[a:b] for a, b in spans] == split_sentences(text)
+    assert sentence_spans("") == [] and sentence_spans(" \n ") == []

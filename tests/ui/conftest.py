@@ -66,6 +66,8 @@ def llm_env(base_url: str) -> dict[str, str]:
         "RAG_LLM_BACKEND": "openai",
         "RAG_LLM_BASE_URL": base_url,
         "RAG_LLM_MODEL": LLM_MODEL,
+        # The LLM writes every answer: these tests are about the chat, not the small reader.
+        "RAG_ANSWER_MODE": "llm",
     }
 
 

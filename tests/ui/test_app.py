@@ -3,6 +3,7 @@ real OpenAI-compatible LLM server on loopback."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,15 +14,17 @@ from rag.errors import CollectionError
 from rag.generation import LLM_BACKENDS, Message
 from rag.pipeline import REFUSAL_TEXT
 from rag.settings import Settings
-from rag.types import Answer, Chunk, Citation, SentenceCheck
+from rag.types import Answer, Chunk, Citation, Quote, SentenceCheck
 from tests.servers.openai_compat import OpenAICompatServer
 from tests.ui.conftest import APP, SMALL_PDF, closed_port, llm_env
 from ui.app import UNSUPPORTED, default_collection, no_collections_message
+from ui.evidence import best_sentence
 from ui.messages import (
     ErrorMessage,
     UserMessage,
     conversation,
     format_citation,
+    percent,
     plain,
     reply_for,
 )
@@ -80,7 +83,7 @@ def test_answer_is_the_llms_text_with_its_cited_sources(
     texts = [element.value for element in reply.text]
     # The answer first (as text), then each cited source: heading, then the quoted passage.
     assert texts[0] == "I read sources [1], [2], [3], [4], [5]. The answer is in source [1]."
-    assert texts[1].startswith("[1] p000.md · page 1 · score ")
+    assert texts[1] == "[1] p000.md · page 1 · match 1 of 5"
     assert reply.text[1].help.endswith(plain("p000.md"))
     assert "Denver Broncos" in texts[2]
     assert [t for t in texts if t.startswith("[")] == [
@@ -95,6 +98,25 @@ def test_answer_is_the_llms_text_with_its_cited_sources(
     assert request["messages"][-1]["content"].endswith(f"Question: {SUPER_BOWL}")
     # The reranker notice is in the sidebar already, so the reply does not repeat it.
     assert not [c for c in reply.caption if "rerank" in c.value]
+
+
+def test_answer_mode_is_picked_in_the_sidebar_and_reaches_the_answer(
+    app: AppTest, llm_server: OpenAICompatServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RAG_ANSWER_MODE", "auto")
+    app.run()
+    (mode,) = app.sidebar.segmented_control
+    assert mode.label == "Answer mode" and mode.value == "auto"  # from the settings
+    assert mode.options == ["auto", "small reader only", "LLM only"]
+    mode.set_value("llm")
+    before = len(llm_server.chat_requests())
+    ask(app.run(), SUPER_BOWL)
+    # LLM only: the small reader did not run, so the reply names no confidence of its.
+    reply = app.chat_message[-1]
+    assert reply.caption[0].value == plain(
+        "Written by the LLM from the sources · 0 of 2 sentences backed by the sources they cite"
+    )
+    assert len(requests_since(llm_server, before)) == 1
 
 
 def test_retrieval_settings_reach_the_answer(app: AppTest, llm_server: OpenAICompatServer) -> None:
@@ -345,6 +367,159 @@ def test_page_of_a_missing_pdf_is_one_error(tmp_path: Path) -> None:
     ]
 
 
+# -- who answered, and the evidence highlighted -------------------------------------------------
+
+TOUCHDOWN = (
+    "Super Bowl 50 was played in 2016. The AFC champion Denver Broncos defeated the Carolina "
+    "Panthers 24–10. <script>alert(1)</script> **bold** [a link](x) # not a heading"
+)
+
+
+def reader_answer(text: str = TOUCHDOWN, confidence: float = 0.874) -> Answer:
+    """A small reader's answer quoting "Denver Broncos" in the second sentence of source [1]."""
+    chunk = Chunk(id="c", document_id="d", source="/d/sb.md", page=1, start=0, end=9, text=text)
+    other = Chunk(id="o", document_id="d", source="/d/o.md", page=1, start=0, end=9, text="x")
+    sources = (Citation(1, chunk, 0.02), Citation(2, other, 0.01))
+    start = text.index("The AFC")
+    span = text.index("Denver Broncos")
+    quote = Quote(1, start, text.index("24–10.") + 6, span, span + len("Denver Broncos"))
+    check = SentenceCheck("Denver Broncos [1]", (1,), 1.0, True)
+    return Answer(
+        "Who won?",
+        "Who won?",
+        "Denver Broncos [1]",
+        False,
+        sources,
+        sources[:1],
+        (check,),
+        answered_by="reader",
+        confidence=confidence,
+        quote=quote,
+    )
+
+
+def render_answer(answer: "Answer") -> None:  # noqa: UP037 (the script runs without the import)
+    """An AppTest script: one answer's reply as the chat shows it."""
+    from ui.app import show_reply
+    from ui.messages import reply_for
+
+    show_reply(reply_for(answer), turn=0)
+
+
+def test_reader_reply_says_who_answered_and_marks_the_quote() -> None:
+    answer = reader_answer()
+    reply = reply_for(answer)
+    assert reply.answered_by == "reader" and reply.confidence == 0.874
+    assert reply.quote == answer.quote
+    assert reply.who == "Answered by the small reader, quoting source [1] · 87 % sure"
+    (source,) = reply.cited
+    (mark,) = source.highlights
+    assert source.text[mark.start : mark.end] == (
+        "The AFC champion Denver Broncos defeated the Carolina Panthers 24–10."
+    )
+    assert mark.span is not None and source.text[slice(*mark.span)] == "Denver Broncos"
+    assert source.quotes == (source.text[mark.start : mark.end],)
+    assert [s.highlights for s in reply.others] == [()]
+
+
+def test_highlighted_passage_is_escaped_and_shown_literally() -> None:
+    app = AppTest.from_function(render_answer, args=(reader_answer(),)).run()
+    assert not app.exception
+    assert app.text[0].value == "Denver Broncos [1]"
+    assert app.caption[0].value == plain(
+        "Answered by the small reader, quoting source [1] · 87 % sure"
+    )
+    assert app.text[1].value == "[1] sb.md · page 1 · match 1 of 2"
+    (passage,) = [m for m in app.markdown if "<mark>" in m.value]
+    assert passage.proto.allow_html
+    # Document text is data: HTML-escaped, then Markdown-escaped; only our own tags are tags.
+    assert passage.value == (
+        r"Super Bowl 50 was played in 2016\. <mark>The AFC champion <strong>Denver Broncos"
+        r"</strong> defeated the Carolina Panthers 24–10\.</mark> &lt;script&gt;alert\(1\)"
+        r"&lt;/script&gt; \*\*bold\*\* \[a link\]\(x\) \# not a heading"
+    )
+    assert "<script>" not in passage.value and not app.get("html")
+    # The source not cited stays plain text.
+    assert app.expander[0].label == "Other passages the small reader read (1)"
+    assert app.expander[0].text[1].value == "x"
+
+
+def test_llm_reply_marks_the_sentences_that_support_it() -> None:
+    text = (
+        "The stadium opened in 2014. Levi's Stadium in Santa Clara hosted Super Bowl 50 in "
+        "February 2016. Tickets sold out."
+    )
+    chunk = Chunk(id="c", document_id="d", source="/d/x.pdf", page=4, start=0, end=9, text=text)
+    source = Citation(1, chunk, 0.03)
+    sentences = (
+        SentenceCheck("Super Bowl 50 was hosted at Levi's Stadium [1].", (1,), 0.8, True),
+        SentenceCheck("It rained all day [1].", (1,), 0.2, False),
+    )
+    answer = Answer(
+        "Where?", "Where?", "…", False, (source,), (source,), sentences, confidence=0.34
+    )
+    reply = reply_for(answer)
+    assert reply.who == (
+        "Written by the LLM from the sources (the small reader was only 34 % sure) · "
+        "1 of 2 sentences backed by the sources they cite"
+    )
+    (mark,) = reply.cited[0].highlights
+    assert text[mark.start : mark.end].startswith("Levi's Stadium in Santa Clara") and not mark.span
+    assert reply.unsupported == ("It rained all day [1].",)  # still marked as unsupported
+    # The reader did not run (answer_mode llm): no confidence to speak of.
+    plain_llm = reply_for(replace(answer, confidence=None))
+    assert plain_llm.who == (
+        "Written by the LLM from the sources · 1 of 2 sentences backed by the sources they cite"
+    )
+    # A reply with no supported sentence marks nothing: the passage is shown as plain text.
+    unsupported = replace(answer, sentences=sentences[1:])
+    assert reply_for(unsupported).cited[0].highlights == ()
+
+
+def test_refused_reply_says_so_with_the_readers_confidence() -> None:
+    refused = replace(
+        reader_answer(confidence=0.04),
+        text=REFUSAL_TEXT,
+        refused=True,
+        answered_by="refused",
+        citations=(),
+        sentences=(),
+        quote=None,
+    )
+    reply = reply_for(refused)
+    assert reply.who == (
+        "Not answered: the sources do not seem to say (the small reader's best guess was 4 % sure)"
+    )
+    assert reply_for(replace(refused, confidence=None)).who == (
+        "Not answered: the sources do not seem to say"
+    )
+    assert all(not s.highlights for s in reply.others)
+    app = AppTest.from_function(render_answer, args=(refused,)).run()
+    assert [i.value for i in app.info] == [plain(REFUSAL_TEXT)]
+    assert app.caption[0].value == plain(reply.who)
+
+
+def test_percent_never_says_certain() -> None:
+    assert [percent(p) for p in (0.874, 0.999, 1.0, 0.001, 0.0)] == [
+        "87 %",
+        "99 %",
+        "99 %",
+        "1 %",
+        "1 %",
+    ]
+
+
+def test_best_sentence_is_the_one_sharing_most_words() -> None:
+    passage = "Oxygen was found in 1774. Priestley called it dephlogisticated air. It burns."
+    claim = "Joseph Priestley named it dephlogisticated air [2]."
+    start, end = best_sentence(claim, passage) or (0, 0)
+    assert passage[start:end] == "Priestley called it dephlogisticated air."
+    # Case, Unicode forms and citation markers do not count; common words alone are not enough.
+    assert best_sentence("OXYGEN WAS FOUND [1]", passage) == (0, len("Oxygen was found in 1774."))
+    assert best_sentence("It was in the [1].", passage) is None
+    assert best_sentence("Sodium melts.", passage) is None
+
+
 # -- the plain functions -----------------------------------------------------------------------
 
 
@@ -372,9 +547,12 @@ def make_answer(**changes) -> Answer:
 
 
 def test_format_citation_names_the_file_and_keeps_the_path() -> None:
-    view = format_citation(make_citation(2, "/data/reports/annual 2024.pdf", score=0.81234))
+    citation = make_citation(2, "/data/reports/annual 2024.pdf", score=0.81234)
+    view = format_citation(citation, rank=2, of=5)
     assert view.name == "annual 2024.pdf" and view.path == "/data/reports/annual 2024.pdf"
-    assert view.heading == "[2] annual 2024.pdf · page 3 · score 0.812"
+    # Its place among the passages found, not a raw fusion score; that stays in the tooltip.
+    assert view.heading == "[2] annual 2024.pdf · page 3 · match 2 of 5"
+    assert view.tooltip == "retrieval score 0.812 · /data/reports/annual 2024.pdf"
     assert view.text == "some text" and view.pdf
     assert not format_citation(make_citation(1, "/data/a.PDF.md")).pdf
 

@@ -1,9 +1,12 @@
 """End to end in a real browser: `streamlit run ui/app.py` in a subprocess, driven by headless
 Chromium (Debian's /usr/bin/chromium through the `playwright` package), over a real collection
-and a real OpenAI-compatible LLM server on loopback. Screenshots go to test-artifacts/ui/."""
+and a real OpenAI-compatible LLM server on loopback; and a page of highlighted evidence
+(tests/ui/evidence_page.py), to see what the browser makes of escaped passages. Screenshots go to
+test-artifacts/ui/."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -13,11 +16,15 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.servers.openai_compat import OpenAICompatServer
 from tests.ui.conftest import APP, SMALL_PDF, llm_env
+
+# A page that shows one small reader's reply over a demo PDF and a hostile passage (no collection).
+EVIDENCE_PAGE = Path(__file__).resolve().parent / "evidence_page.py"
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
@@ -58,32 +65,21 @@ def wait_healthy(url: str, server: subprocess.Popen, log: Path) -> None:
     pytest.fail(f"streamlit was not healthy after {STARTUP_S}s:\n{log.read_text()[-3000:]}")
 
 
-@pytest.fixture
-def app_url(index_dir: Path, tmp_path: Path) -> Iterator[str]:
-    """The chat served by a real `streamlit run` over a copy of the test collection."""
-    indexes = tmp_path / "indexes"
-    shutil.copytree(index_dir, indexes)  # the upload below must not change the shared one
+@contextlib.contextmanager
+def streamlit(script: Path, env: dict[str, str], cwd: Path) -> Iterator[str]:
+    """`streamlit run script` on a free loopback port; yields its URL once it is healthy."""
     port = free_port()
-    log = tmp_path / "streamlit.log"
-    with OpenAICompatServer(models=["test/echo"]) as llm, log.open("w") as out:
-        env = {
-            **os.environ,
-            **llm_env(llm.base_url),
-            "RAG_INDEX_DIR": str(indexes),
-            "RAG_DEVICE": "cpu",
-            "HF_HUB_OFFLINE": "1",
-            "TOKENIZERS_PARALLELISM": "false",
-        }
-        command = [
-            sys.executable, "-m", "streamlit", "run", str(APP),
-            "--server.headless", "true",
-            "--server.port", str(port),
-            "--server.address", "127.0.0.1",
-            "--server.fileWatcherType", "none",
-            "--browser.gatherUsageStats", "false",
-        ]  # fmt: skip
-        # Run from tmp_path: no rag.toml of the checkout applies.
-        server = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=out, stderr=out)
+    log = cwd / "streamlit.log"
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(script),
+        "--server.headless", "true",
+        "--server.port", str(port),
+        "--server.address", "127.0.0.1",
+        "--server.fileWatcherType", "none",
+        "--browser.gatherUsageStats", "false",
+    ]  # fmt: skip
+    with log.open("w") as out:
+        server = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=out)
         try:
             url = f"http://127.0.0.1:{port}"
             wait_healthy(url, server, log)
@@ -98,7 +94,27 @@ def app_url(index_dir: Path, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def page(app_url: str):
+def app_url(index_dir: Path, tmp_path: Path) -> Iterator[str]:
+    """The chat served by a real `streamlit run` over a copy of the test collection."""
+    indexes = tmp_path / "indexes"
+    shutil.copytree(index_dir, indexes)  # the upload below must not change the shared one
+    with OpenAICompatServer(models=["test/echo"]) as llm:
+        env = {
+            **os.environ,
+            **llm_env(llm.base_url),
+            "RAG_INDEX_DIR": str(indexes),
+            "RAG_DEVICE": "cpu",
+            "HF_HUB_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+        }
+        # Run from tmp_path: no rag.toml of the checkout applies.
+        with streamlit(APP, env, tmp_path) as url:
+            yield url
+
+
+@contextlib.contextmanager
+def chromium(url: str) -> Iterator[Any]:
+    """A headless Chromium page open at `url`."""
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -110,10 +126,16 @@ def page(app_url: str):
         )
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1200})
-            page.goto(app_url)
+            page.goto(url)
             yield page
         finally:
             browser.close()
+
+
+@pytest.fixture
+def page(app_url: str) -> Iterator[Any]:
+    with chromium(app_url) as page:
+        yield page
 
 
 def shot(page, name: str, top=None) -> None:
@@ -168,7 +190,8 @@ def test_chat_preview_and_upload_in_a_real_browser(page, real_pdfs: Path) -> Non
     expect(checked).to_be_visible(timeout=ANSWER_MS)
     wait_idle(page)
     expect(chat.get_by_test_id("stText").get_by_text(ECHO_ANSWER, exact=True)).to_be_visible()
-    expect(chat.get_by_text("[1] p000.md · page 1 · score", exact=False)).to_be_visible()
+    expect(chat.get_by_text("[1] p000.md · page 1 · match 1 of 5", exact=False)).to_be_visible()
+    expect(chat.get_by_text("Written by the LLM from the sources", exact=False)).to_be_visible()
     expect(chat.get_by_text("Denver Broncos defeated", exact=False).first).to_be_visible()
     reply = chat.get_by_test_id("stChatMessage").last
     shot(page, "02-answer-with-sources.png", top=reply)
@@ -205,3 +228,30 @@ def test_chat_preview_and_upload_in_a_real_browser(page, real_pdfs: Path) -> Non
     wait_idle(page)
     expect(chat.get_by_text(f"{UPLOAD} · page", exact=False).first).to_be_visible()
     shot(page, "05-answer-from-upload.png", top=chat.get_by_test_id("stChatMessage").last)
+
+
+def test_highlighted_evidence_is_literal_in_a_real_browser(tmp_path: Path) -> None:
+    """The supporting sentence is marked and the answer span bold, in the passage and on the PDF
+    page; a passage's HTML and Markdown stay text even where it is highlighted."""
+    from playwright.sync_api import expect
+
+    from tests.ui.evidence_page import HOSTILE, QUESTION
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    with streamlit(EVIDENCE_PAGE, env, tmp_path) as url, chromium(url) as page:
+        expect.set_options(timeout=60_000)
+        chat = page.locator('[data-testid="stMainBlockContainer"]')
+        expect(
+            chat.get_by_text("Answered by the small reader, quoting source [1] · 87 % sure")
+        ).to_be_visible()
+        marks = chat.locator("mark")
+        expect(marks).to_have_count(2)
+        quoted, hostile = marks.all_inner_texts()
+        assert quoted.startswith("Shortly after he arrived") and quoted.endswith("times.")
+        assert chat.locator("mark strong").all_inner_texts() == [QUESTION["answer"]]
+        # Shown as typed: no element, link or emphasis was made from the document's text.
+        assert " ".join(hostile.split()) == " ".join(HOSTILE.split())
+        assert chat.locator("mark script, mark a, mark em, mark h1, mark code").count() == 0
+        image = chat.locator('[data-testid="stImage"] img').first
+        expect(image).to_be_visible(timeout=30_000)
+        shot(page, "06-evidence-highlighted.png", top=chat.get_by_test_id("stChatMessage").first)

@@ -8,9 +8,16 @@ import pytest
 
 from rag.collection import Collection
 from rag.settings import Settings
-from ui.demo import DEMO_COLLECTION, DEMO_CORPUS, build_demo, demo_files, main
+from ui.demo import DEMO_COLLECTION, DEMO_CORPUS, PDF_ARTICLES, build_demo, demo_files, main
 
 ARTICLES = 8
+
+
+def article_text(path: Path) -> list[str]:
+    """Each page's text as ingest reads it, spaces normalised (a Markdown file is one page)."""
+    from ingest.loaders import load_document
+
+    return [" ".join(page.text.split()) for page in load_document(path).pages]
 
 
 def test_corpus_is_eight_articles_with_attribution() -> None:
@@ -19,9 +26,14 @@ def test_corpus_is_eight_articles_with_attribution() -> None:
     assert "ATTRIBUTION.md" not in {path.name for path in files}
     attribution = (DEMO_CORPUS / "ATTRIBUTION.md").read_text()
     assert "CC BY-SA 4.0" in attribution and "rajpurkar.github.io/SQuAD-explorer" in attribution
+    assert {path.stem for path in files if path.suffix == ".pdf"} == set(PDF_ARTICLES)
     for path in files:
-        first = path.read_text().split("\n", 1)[0]
-        assert first == "# " + path.stem.replace("_", " ")
+        title = path.stem.replace("_", " ")
+        if path.suffix == ".pdf":  # rendered with its title on top of the first page
+            assert article_text(path)[0].startswith(title + " ")
+        else:
+            first = path.read_text().split("\n", 1)[0]
+            assert first == "# " + title
     assert sum(path.stat().st_size for path in DEMO_CORPUS.iterdir()) < 400_000
 
 
@@ -66,10 +78,14 @@ def test_demo_questions_point_into_the_demo_articles(shared_data: Path) -> None:
     from ui.demo_questions import demo_questions
 
     questions = read_questions(DEMO_QUESTIONS)
-    texts = {path.name: " ".join(path.read_text().split()) for path in demo_files()}
-    assert len(questions) > 300 and {q.document for q in questions} == set(texts)
+    pages = {path.name: article_text(path) for path in demo_files()}
+    assert len(questions) > 300 and {q.document for q in questions} == set(pages)
     for question in questions:
-        assert question.paragraph and question.paragraph in texts[str(question.document)]
+        # A PDF article's question names the page its paragraph is on; a Markdown one, none.
+        is_pdf = str(question.document).endswith(".pdf")
+        assert (question.page is not None) == is_pdf
+        text = pages[str(question.document)][question.page - 1 if question.page else 0]
+        assert question.paragraph and question.paragraph in text
         assert question.answer
     made = demo_questions(shared_data / "squad" / "dev-v1.1.json")
     assert [r["id"] for r in made] == [q.id for q in questions]

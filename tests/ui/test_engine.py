@@ -36,6 +36,7 @@ def settings(index_dir: Path, llm_server: OpenAICompatServer) -> Settings:
         llm_backend="openai",
         llm_base_url=llm_server.base_url,
         llm_model=LLM_MODEL,
+        answer_mode="llm",  # the chat's plumbing, not the small reader, is under test here
     )
 
 
@@ -97,6 +98,18 @@ def test_status_counts_the_collection_and_says_why_reranking_is_off(engine: Engi
     assert status.embedder == engine.collection.embedder.name
     # No cross-encoder is on this machine (HF_HOME is empty in tests).
     assert status.reranking_off is not None and status.reranking_off.startswith("reranking is off:")
+    assert status.reranker is None
+
+
+def test_status_calls_a_maxsim_reranker_what_it_is(index_dir: Path, settings: Settings) -> None:
+    """A MaxSim model is a late-interaction bi-encoder, not a cross-encoder: the sidebar says so."""
+    engine = Engine(index_dir, "squad", settings.model_copy(update={"reranker": "maxsim"}))
+    try:
+        status = engine.status()
+    finally:
+        engine.close()
+    assert status.reranking_off is None
+    assert status.reranker == "MaxSim (late interaction): all-MiniLM-L6-v2"
 
 
 def test_engine_is_not_current_once_the_manifest_changes(
