@@ -191,7 +191,7 @@ class Answerer:
             checks = check_sentences(text, passages, self.verifier, self.settings.min_support)
         timings["verify_s"] = time.perf_counter() - clock
         cited_ns = set(cited_numbers(text)) | {n for check in checks for n in check.citations}
-        cited = [c for c in sources if c.n in cited_ns]
+        cited_sources = [c for c in sources if c.n in cited_ns]
         notices = list(result.notices)
         if dropped:
             listed = ", ".join(f"[{n}]" for n in dropped)
@@ -200,7 +200,7 @@ class Answerer:
             text,
             False,
             confidence=confidence,
-            citations=tuple(cited),
+            citations=tuple(cited_sources),
             sentences=tuple(checks),
             usage=usage,
             dropped_citations=dropped,
