@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from pathlib import PurePath
 from typing import TYPE_CHECKING, get_args
 
 import numpy as np
@@ -21,7 +22,7 @@ from rag.index import index_params
 from rag.models import set_torch_threads
 from rag.rerank import CROSS_ENCODER, Reranker, RerankerChoice, choose_reranker
 from rag.settings import SearchMode, Settings
-from rag.types import Hit, SearchResult
+from rag.types import Chunk, Hit, SearchResult
 
 # Passages' token embeddings for a MaxSim reranker (rag/token_cache.py), inside the collection.
 RERANK_CACHE = "cache/reranker-tokens.sqlite"
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
+# A printed page holds about 3,000 characters: the stretch of a page-less document that counts as
+# one page for `chunks_per_page`.
+TEXT_PAGE_CHARS = 3000
 # Up to this many chunks in scope, a filtered dense search scores their stored vectors exactly.
 EXACT_FILTER_LIMIT = 50_000
 
@@ -64,17 +68,27 @@ def per_page_limit(hits: Sequence[Hit], per_page: int) -> list[Hit]:
     """`hits` in order, keeping at most `per_page` of any one page of any one document (0: all).
 
     Neighbouring chunks of one page overlap and say much the same; five results from five pages
-    find the evidence page more often than three of the same page (docs/documents.md)."""
+    find the evidence page more often than three of the same page (docs/documents.md). A
+    document without pages (Markdown, text, HTML: all "page 1") counts as pages of
+    TEXT_PAGE_CHARS characters, so a long article is not cut to one chunk."""
     if not per_page:
         return list(hits)
-    seen: dict[tuple[str, int], int] = {}
+    seen: dict[tuple[str, int, int], int] = {}
     kept = []
     for hit in hits:
-        page = (hit.chunk.document_id, hit.chunk.page)
+        page = page_key(hit.chunk)
         if seen.get(page, 0) < per_page:
             seen[page] = seen.get(page, 0) + 1
             kept.append(hit)
     return kept
+
+
+def page_key(chunk: Chunk) -> tuple[str, int, int]:
+    """(document, page, stretch): the page a chunk is on, for a PDF; for a document without
+    pages, its stretch of about a printed page's length."""
+    if PurePath(chunk.source).suffix.lower() == ".pdf":
+        return (chunk.document_id, chunk.page, 0)
+    return (chunk.document_id, chunk.page, chunk.start // TEXT_PAGE_CHARS)
 
 
 class Searcher:

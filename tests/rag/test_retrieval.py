@@ -165,3 +165,27 @@ def test_results_keep_one_chunk_a_page_by_default(paper, minilm, mode: str) -> N
     # The best chunk of each page stands for it, in the order the unlimited search gives.
     firsts = list(dict.fromkeys(repeated))
     assert pages[: len(firsts)] == firsts[: len(pages)]
+
+
+def test_a_long_document_without_pages_is_not_cut_to_one_chunk(
+    tmp_path_factory, squad_paragraphs, minilm
+) -> None:
+    """A Markdown article is all "page 1": the per-page limit counts it by page-length stretches,
+    so that several of its paragraphs can answer, while neighbouring chunks still count once."""
+    from rag.retrieval import TEXT_PAGE_CHARS, page_key
+    from rag.settings import Settings
+
+    root = tmp_path_factory.mktemp("long-md")
+    bowl = [p["context"] for p in squad_paragraphs if p["title"] == "Super_Bowl_50"][:20]
+    article = root / "Super_Bowl_50.md"
+    article.write_text("# Super Bowl 50\n\n" + "\n\n".join(bowl) + "\n")
+    settings = Settings.load(index_dir=root / "idx", progress=False, device="cpu", rerank=False)
+    IngestJob(settings, embedder=minilm).run_files("long", [article])
+    with Collection.open(settings.index_dir, "long") as collection:
+        hits = Searcher(collection, settings, embedder=minilm).search("Super Bowl 50", 5).hits
+    assert len(hits) == 5 and {hit.chunk.page for hit in hits} == {1}
+    keys = [page_key(hit.chunk) for hit in hits]
+    assert len(set(keys)) == 5  # one chunk a page-length stretch
+    assert all(
+        key[2] == hit.chunk.start // TEXT_PAGE_CHARS for key, hit in zip(keys, hits, strict=True)
+    )
