@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import pytest
+from openai import OpenAI
 
 from rag.server import create_app
 from rag.server.accounts import ACCOUNTS_FILE, Accounts
@@ -223,3 +225,18 @@ def test_users_add_refuses_a_bad_or_taken_name(api: Running) -> None:
             cwd=REPO,
         )
         assert made.returncode == 1 and made.stderr.startswith(error), made.stderr
+
+
+def test_the_openai_sdk_with_a_users_key(api: Running, keys: dict[str, str], anas: str) -> None:
+    ana = OpenAI(base_url=f"{api.url}/v1", api_key=keys["ana"], max_retries=0)
+    assert [model.id for model in ana.models.list()] == ["anas"]
+    reply = ana.chat.completions.create(
+        model="anas", messages=[{"role": "user", "content": "What is oxygen?"}], stream=True
+    )
+    assert "Sources:" in "".join(c.choices[0].delta.content or "" for c in reply if c.choices)
+    ben = OpenAI(base_url=f"{api.url}/v1", api_key=keys["ben"], max_retries=0)
+    with pytest.raises(openai.NotFoundError, match="no collection named 'anas'"):
+        ben.chat.completions.create(model="anas", messages=[{"role": "user", "content": "Hi?"}])
+    stranger = OpenAI(base_url=f"{api.url}/v1", api_key="rag-1234.guess", max_retries=0)
+    with pytest.raises(openai.AuthenticationError, match="the API key is not valid"):
+        stranger.models.list()
