@@ -34,10 +34,32 @@ def serve(
     from rag.server import create_app
 
     settings = load_settings(config_file, progress=False, **overrides)
-    app = create_app(settings, ingest_workers=ingest_workers)
+    app = create_app(settings, ingest_workers=ingest_workers, host=host)
     mode = "accounts on: every request needs an API key" if settings.accounts else "no accounts"
     click.echo(f"Serving {settings.index_dir} on http://{host}:{port} ({mode}); docs at /docs")
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+@click.command()
+@llm_options
+@settings_options
+def mcp(config_file: Path | None, **overrides: Any) -> None:
+    """Serve the MCP tools (list_collections, search, ask) over stdio, for an agent or a desktop
+    assistant that starts this command. With accounts on, RAG_API_KEY names the user."""
+    import os
+
+    from rag.server.accounts import ACCOUNTS_FILE, Accounts
+    from rag.server.library import Library
+    from rag.server.mcp_tools import build_mcp, stdio_user_for
+
+    settings = load_settings(config_file, progress=False, **overrides)
+    accounts = Accounts(settings.index_dir / ACCOUNTS_FILE) if settings.accounts else None
+    user = stdio_user_for(accounts, os.environ.get("RAG_API_KEY"))
+    library = Library(settings)
+    try:
+        build_mcp(library, accounts, stdio_user=user).run("stdio")
+    finally:
+        library.close()
 
 
 @click.group()

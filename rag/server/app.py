@@ -3,8 +3,9 @@
     app = create_app(Settings.load())            # then: uvicorn.run(app, host=..., port=...)
 
 The routes are thin: collections and documents (collections.py), search and ask (query.py), the
-OpenAI-compatible endpoint (openai_api.py). What answers is `Library` over `rag.stack.Stack`,
-and what ingests is `ingest.pipeline.IngestJob`, as for `rag ask` and `rag ingest`.
+OpenAI-compatible endpoint (openai_api.py), MCP tools at /mcp (mcp_tools.py). What answers is
+`Library` over `rag.stack.Stack`, and what ingests is `ingest.pipeline.IngestJob`, as for
+`rag ask` and `rag ingest`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.routing import Route
 
 from ingest.uploads import MAX_UPLOAD_BYTES
 from rag.collection import list_collections
@@ -27,6 +29,7 @@ from rag.server.collections import router as collections_router
 from rag.server.errors import RequestLimits, install_error_handlers
 from rag.server.jobs import Jobs
 from rag.server.library import Library
+from rag.server.mcp_tools import build_mcp, http_endpoint
 from rag.server.openai_api import router as openai_router
 from rag.server.query import router as query_router
 from rag.settings import Settings
@@ -45,19 +48,25 @@ def create_app(
     embedder: Embedder | None = None,
     llm: LLM | None = None,
     ingest_workers: int = 1,
+    host: str = "127.0.0.1",
 ) -> FastAPI:
     """The application serving `settings.index_dir`. `embedder` and `llm`, when given, are used
     instead of the ones the settings name (a caller that holds them already, such as a test);
-    accounts are on when `settings.accounts` is."""
+    accounts are on when `settings.accounts` is. `host` is the address it listens on (MCP's
+    DNS-rebinding protection is on for loopback only)."""
     settings.index_dir.mkdir(parents=True, exist_ok=True)
     library = Library(settings, embedder=embedder, llm=llm)
     jobs = Jobs(settings, embedder=library.given_embedder(), workers=ingest_workers)
     accounts = Accounts(settings.index_dir / ACCOUNTS_FILE) if settings.accounts else None
 
+    mcp = build_mcp(library, accounts)
+    mcp_endpoint = http_endpoint(mcp, accounts, host)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         jobs.resume_orphans()
-        yield
+        async with mcp.session_manager.run():
+            yield
         jobs.close()
         library.close()
 
@@ -75,6 +84,9 @@ def create_app(
     app.add_middleware(RequestLimits, json_limit=JSON_LIMIT, upload_limit=UPLOAD_LIMIT)
     for router in (collections_router, query_router, openai_router):
         app.include_router(router)
+    # MCP over streamable HTTP: the tools of mcp_tools.py, for agents and desktop assistants.
+    methods = ["GET", "POST", "DELETE"]
+    app.router.routes.append(Route("/mcp", endpoint=mcp_endpoint, methods=methods))
 
     @app.get("/health", tags=["service"])
     def health() -> dict[str, str]:
