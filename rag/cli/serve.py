@@ -21,12 +21,16 @@ from rag.cli.options import llm_options, load_settings, settings_options
     "off by default, for local use).",
 )
 @click.option(
-    "--ingest-workers", default=1, show_default=True, type=int, help="Ingest jobs run at once."
+    "--job-workers",
+    default=2,
+    show_default=True,
+    type=int,
+    help="Background jobs (ingests, batches of questions) run at once.",
 )
 @llm_options
 @settings_options
 def serve(
-    host: str, port: int, ingest_workers: int, config_file: Path | None, **overrides: Any
+    host: str, port: int, job_workers: int, config_file: Path | None, **overrides: Any
 ) -> None:
     """Serve the collections over HTTP: REST, OpenAI-compatible and MCP (docs at /docs)."""
     import uvicorn
@@ -34,7 +38,7 @@ def serve(
     from rag.server import create_app
 
     settings = load_settings(config_file, progress=False, **overrides)
-    app = create_app(settings, ingest_workers=ingest_workers, host=host)
+    app = create_app(settings, job_workers=job_workers, host=host)
     mode = "accounts on: every request needs an API key" if settings.accounts else "no accounts"
     click.echo(f"Serving {settings.index_dir} on http://{host}:{port} ({mode}); docs at /docs")
     uvicorn.run(app, host=host, port=port, log_level="warning")

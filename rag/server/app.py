@@ -2,10 +2,11 @@
 
     app = create_app(Settings.load())            # then: uvicorn.run(app, host=..., port=...)
 
-The routes are thin: collections and documents (collections.py), search and ask (query.py), the
-OpenAI-compatible endpoint (openai_api.py), MCP tools at /mcp (mcp_tools.py). What answers is
-`Library` over `rag.stack.Stack`, and what ingests is `ingest.pipeline.IngestJob`, as for
-`rag ask` and `rag ingest`.
+The routes are thin: collections and documents (collections.py), search and ask (query.py),
+batches of questions (batches.py), the OpenAI-compatible endpoint (openai_api.py), MCP tools at
+/mcp (mcp_tools.py). What answers is `Library` over `rag.stack.Stack`, what ingests is
+`ingest.pipeline.IngestJob`, and what answers a batch is `rag.batch.run_batch`, as for `rag ask`,
+`rag ingest` and `rag batch`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from rag.collection import list_collections
 from rag.embedding import Embedder
 from rag.generation import LLM
 from rag.server.accounts import ACCOUNTS_FILE, Accounts
+from rag.server.batches import batch_runner
+from rag.server.batches import router as batches_router
 from rag.server.collections import router as collections_router
 from rag.server.errors import RequestLimits, install_error_handlers
 from rag.server.jobs import Jobs
@@ -47,16 +50,18 @@ def create_app(
     *,
     embedder: Embedder | None = None,
     llm: LLM | None = None,
-    ingest_workers: int = 1,
+    job_workers: int = 2,
     host: str = "127.0.0.1",
 ) -> FastAPI:
     """The application serving `settings.index_dir`. `embedder` and `llm`, when given, are used
-    instead of the ones the settings name (a caller that holds them already, such as a test);
-    accounts are on when `settings.accounts` is. `host` is the address it listens on (MCP's
-    DNS-rebinding protection is on for loopback only)."""
+        instead of the ones the settings name (a caller that holds them already, such as a test);
+        accounts are on when `settings.accounts` is; `job_workers` background jobs (ingests,
+    batches) run at once. `host` is the address it listens on (MCP's
+        DNS-rebinding protection is on for loopback only)."""
     settings.index_dir.mkdir(parents=True, exist_ok=True)
     library = Library(settings, embedder=embedder, llm=llm)
-    jobs = Jobs(settings, embedder=library.given_embedder(), workers=ingest_workers)
+    jobs = Jobs(settings, embedder=library.given_embedder(), workers=job_workers)
+    jobs.runners["batch"] = batch_runner(library)
     accounts = Accounts(settings.index_dir / ACCOUNTS_FILE) if settings.accounts else None
 
     mcp = build_mcp(library, accounts)
@@ -82,7 +87,7 @@ def create_app(
     app.state.accounts = accounts
     install_error_handlers(app)
     app.add_middleware(RequestLimits, json_limit=JSON_LIMIT, upload_limit=UPLOAD_LIMIT)
-    for router in (collections_router, query_router, openai_router):
+    for router in (collections_router, query_router, batches_router, openai_router):
         app.include_router(router)
     # MCP over streamable HTTP: the tools of mcp_tools.py, for agents and desktop assistants.
     methods = ["GET", "POST", "DELETE"]

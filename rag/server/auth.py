@@ -15,6 +15,7 @@ from rag.collection import check_name, list_collections
 from rag.errors import CollectionError
 from rag.server.accounts import LOCAL_USER, Accounts, User
 from rag.server.errors import ApiError
+from rag.server.jobs import JobRecord
 from rag.settings import Settings
 
 
@@ -56,6 +57,14 @@ class Caller:
         if not self.can_write(name):
             raise ApiError(403, f"collection {name!r} is shared with you read-only")
         return name
+
+
+def visible(who: Caller, record: JobRecord) -> bool:
+    """Whether `who` may see a job: the readers of its collection see an ingest; a batch (its
+    questions and answers) is its submitter's, and the admins'."""
+    if not who.can_read(record.collection):
+        return False
+    return record.kind != "batch" or who.user.admin or record.user == who.user.name
 
 
 def caller(request: Request) -> Caller:

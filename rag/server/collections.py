@@ -32,7 +32,7 @@ from rag.collection import Collection, check_name, delete_collection, uploads_di
 from rag.errors import CollectionError
 from rag.index import index_params
 from rag.manifest import EmbedderInfo
-from rag.server.auth import Caller, caller
+from rag.server.auth import Caller, caller, visible
 from rag.server.errors import ApiError
 from rag.server.jobs import JobRecord, Jobs
 from rag.server.library import Library
@@ -202,9 +202,9 @@ def delete_document_route(name: str, document_id: str, who: CallerDep) -> dict[s
 
 @router.get("/v1/jobs")
 def jobs_route(who: CallerDep, request: Request) -> dict[str, Any]:
-    """The ingest jobs of the collections the caller may read, newest first."""
-    readable = set(who.readable_names())
-    return {"jobs": [r.to_json() for r in jobs(request).all() if r.collection in readable]}
+    """The jobs the caller may see (ingests into collections they read, their own batches),
+    newest first."""
+    return {"jobs": [r.to_json() for r in jobs(request).all() if visible(who, r)]}
 
 
 @router.get("/v1/jobs/{job_id}")
@@ -239,7 +239,7 @@ async def job_events_route(job_id: str, who: CallerDep, request: Request) -> Str
 
 def _job(job_id: str, who: Caller, request: Request) -> JobRecord:
     record = jobs(request).get(job_id)
-    if record is None or not who.can_read(record.collection):
+    if record is None or not visible(who, record):
         raise ApiError(404, f"no job with id {job_id!r}")
     return record
 

@@ -142,7 +142,7 @@ class RequestLimits:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        upload = scope["path"].rstrip("/").endswith("/documents")
+        upload = scope["path"].rstrip("/").endswith(("/documents", "/batches"))
         limit = self.upload_limit if upload else self.json_limit
         refusal = _refusal(headers, upload, limit)
         if refusal is not None:

@@ -1,8 +1,13 @@
-"""Ingest jobs run in the background, each one a JSON record on disk that callers poll.
+"""Background jobs (ingests, and batches of questions), each one a JSON record on disk that
+callers poll.
 
     jobs = Jobs(settings)
     record = jobs.submit("papers", [saved_path], user="ana")
-    jobs.get(record.id).progress            # {"done": 3, "total": 10}
+    jobs.get(record.id).to_json()["progress"]          # {"done": 3, "total": 10}
+
+A kind of job other than "ingest" is run by a runner registered in `runners` (the batch runner
+is rag/server/batches.py); one that appends JSON lines to its `output` file has its progress
+counted from that file.
 
 The ingest itself is `ingest.pipeline.IngestJob`, the same as `rag ingest`: staged per file and
 published in one transaction, so a server killed mid-job leaves the collection as it was. Records
@@ -21,6 +26,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -57,6 +63,8 @@ class JobRecord:
     summary: str = ""
     report: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    kind: str = "ingest"  # ingest | batch
+    output: str | None = None  # the JSONL file the job appends to (a batch's answers)
 
     @property
     def finished(self) -> bool:
@@ -65,6 +73,7 @@ class JobRecord:
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
+            "kind": self.kind,
             "collection": self.collection,
             "state": self.state,
             "progress": {"done": self.done, "total": self.total},
@@ -77,8 +86,13 @@ class JobRecord:
         }
 
 
+# What runs a job of some kind: given its record and a progress callback, it returns the
+# summary line and the report to record (or raises a RagError, recorded as the job's error).
+Runner = Callable[[JobRecord, Callable[[int, int], None]], tuple[str, dict[str, Any]]]
+
+
 class Jobs:
-    """The ingest jobs of one server process, on `workers` threads."""
+    """The jobs of one server process, on `workers` threads."""
 
     def __init__(
         self, settings: Settings, embedder: Embedder | None = None, workers: int = 1
@@ -89,19 +103,38 @@ class Jobs:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest")
         self._lock = threading.Lock()
         self._owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.runners: dict[str, Runner] = {"ingest": self._ingest}
 
-    def submit(self, collection: str, files: list[Path], user: str) -> JobRecord:
-        """Queue an ingest of `files` (already saved) into `collection`."""
+    @staticmethod
+    def new_id() -> str:
+        return uuid.uuid4().hex
+
+    def submit(
+        self,
+        collection: str,
+        files: list[Path],
+        user: str,
+        *,
+        kind: str = "ingest",
+        total: int | None = None,
+        output: Path | None = None,
+        job_id: str | None = None,
+    ) -> JobRecord:
+        """Queue a job over `files` (already saved) in `collection`: by default an ingest."""
+        if kind not in self.runners:
+            raise ConfigError(f"unknown job kind {kind!r} (known: {', '.join(self.runners)})")
         now = _now()
         record = JobRecord(
-            id=uuid.uuid4().hex,
+            id=job_id or self.new_id(),
             collection=collection,
             user=user,
             files=tuple(str(f) for f in files),
-            total=len(files),
+            total=len(files) if total is None else total,
             created_at=now,
             updated_at=now,
             owner=self._owner,
+            kind=kind,
+            output=str(output) if output else None,
         )
         self._write(record)
         self._pool.submit(self._run, record)
@@ -117,7 +150,10 @@ class Jobs:
         except (OSError, ValueError):
             return None
         entry["files"] = tuple(entry.get("files", ()))
-        return JobRecord(**entry)
+        record = JobRecord(**entry)
+        if record.output and record.state == "running":
+            record = replace(record, done=_lines(Path(record.output)))
+        return record
 
     def all(self) -> list[JobRecord]:
         """Every job on record, newest first."""
@@ -170,17 +206,23 @@ class Jobs:
                 last_write = time.monotonic()
 
         try:
-            job = IngestJob(self.settings, embedder=self._embedder)
-            paths = [Path(f) for f in record.files]
-            report = job.run_files(record.collection, paths, progress=progress)
+            summary, details = self.runners[record.kind](record, progress)
         except RagError as e:
             self._finish(current, "failed", error=str(e))
             return
         except Exception as e:
-            logger.exception("ingest job %s failed", record.id)
+            logger.exception("%s job %s failed", record.kind, record.id)
             self._finish(current, "failed", error=f"internal error: {type(e).__name__}: {e}")
             return
-        self._finish(current, "done", report=report)
+        self._finish(current, "done", summary=summary, report=details)
+
+    def _ingest(
+        self, record: JobRecord, progress: Callable[[int, int], None]
+    ) -> tuple[str, dict[str, Any]]:
+        job = IngestJob(self.settings, embedder=self._embedder)
+        paths = [Path(f) for f in record.files]
+        report = job.run_files(record.collection, paths, progress=progress)
+        return report.summary(), _report_json(report)
 
     def _finish(
         self,
@@ -188,18 +230,20 @@ class Jobs:
         state: str,
         *,
         error: str | None = None,
-        report: IngestReport | None = None,
+        summary: str = "",
+        report: dict[str, Any] | None = None,
     ) -> None:
-        summary = report.summary() if report else ""
-        details = _report_json(report) if report else {}
+        done = record.total if state == "done" else record.done
+        if record.output:
+            done = _lines(Path(record.output))
         self._write(
             replace(
                 record,
                 state=state,
-                done=record.total if state == "done" else record.done,
+                done=done,
                 error=error,
                 summary=summary,
-                report=details,
+                report=report or {},
                 updated_at=_now(),
             )
         )
@@ -228,6 +272,15 @@ def _report_json(report: IngestReport) -> dict[str, Any]:
         "failed": [{"file": Path(name).name, "reason": why} for name, why in report.failed],
         "warnings": list(report.warnings),
     }
+
+
+def _lines(path: Path) -> int:
+    """Complete lines in `path` (0 when it is not there yet)."""
+    try:
+        with path.open("rb") as handle:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+    except OSError:
+        return 0
 
 
 def _alive(pid: str) -> bool:
