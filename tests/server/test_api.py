@@ -4,7 +4,12 @@ filters, ask as JSON and as server-sent events, and the refusals that change not
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,7 +17,7 @@ import pytest
 from pypdf import PdfReader
 
 from rag.server import create_app
-from tests.conftest import SHARED_DATA, wait_for
+from tests.conftest import REPO, SHARED_DATA, wait_for
 from tests.server.conftest import DEMO, Running, ingest_demo, service_settings, serving
 from tests.servers.openai_compat import OpenAICompatServer
 
@@ -276,3 +281,45 @@ def test_an_upload_must_be_multipart(api: Running, client: httpx.Client) -> None
     assert response.status_code == 415
     assert error_of(response) == "expected Content-Type multipart/form-data, got application/json"
     assert snapshot(api) == before
+
+
+def test_the_service_searches_as_the_cli_does(api: Running, client: httpx.Client) -> None:
+    """No second code path: `rag search --json` and the API give the same hits."""
+    query = "Which team won the Super Bowl in 2016?"
+    command = [sys.executable, "-m", "rag.cli", "search", query, "-c", "demo", "--json"]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "RAG_INDEX_DIR": str(api.settings.index_dir),
+        "RAG_RERANK": "false",
+        "RAG_CHUNKS_PER_PAGE": "0",
+        "RAG_DEVICE": "cpu",
+    }
+    printed = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env)
+    assert printed.returncode == 0, printed.stderr
+    served = client.post("/v1/collections/demo/search", json={"query": query}).json()
+    cli_hits = json.loads(printed.stdout)["hits"]
+    assert [h["chunk_id"] for h in served["hits"]] == [h["chunk_id"] for h in cli_hits]
+    scores = zip(served["hits"], cli_hits, strict=True)
+    assert all(a["score"] == pytest.approx(b["score"], rel=1e-4) for a, b in scores)
+
+
+def test_concurrent_searches_and_answers_all_succeed(client: httpx.Client) -> None:
+    """Requests share one open collection and one embedder across server threads."""
+    questions = ["Who won Super Bowl 50?", "How large is the Amazon rainforest?"] * 6
+
+    def one(n: int) -> tuple[int, str]:
+        with httpx.Client(base_url=str(client.base_url), timeout=300) as http:
+            if n % 2:
+                found = http.post(
+                    "/v1/collections/demo/search", json={"query": questions[n], "top_k": 3}
+                )
+                return found.status_code, found.json()["hits"][0]["document"]
+            asked = http.post("/v1/collections/demo/ask", json={"question": questions[n]})
+            return asked.status_code, asked.json()["citations"][0]["document"]
+
+    with ThreadPoolExecutor(max_workers=len(questions)) as pool:
+        results = list(pool.map(one, range(len(questions))))
+    assert all(status == 200 for status, _ in results)
+    expected = ["Super_Bowl_50.md", "Amazon_rainforest.md"] * 6
+    assert [Path(document).name for _, document in results] == expected
