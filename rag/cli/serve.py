@@ -52,7 +52,7 @@ def mcp(config_file: Path | None, **overrides: Any) -> None:
     assistant that starts this command. With accounts on, RAG_API_KEY names the user."""
     import os
 
-    from rag.server.accounts import ACCOUNTS_FILE, Accounts
+    from rag.accounts import ACCOUNTS_FILE, Accounts
     from rag.server.library import Library
     from rag.server.mcp_tools import build_mcp, stdio_user_for
 
@@ -72,7 +72,7 @@ def users() -> None:
 
 
 def _accounts(config_file: Path | None, index_dir: Path | None) -> Any:
-    from rag.server.accounts import ACCOUNTS_FILE, Accounts
+    from rag.accounts import ACCOUNTS_FILE, Accounts
 
     settings = load_settings(config_file, index_dir=index_dir)
     return Accounts(settings.index_dir / ACCOUNTS_FILE)

@@ -4,7 +4,7 @@
     app = create_app(Settings.load())
 
 Collections, documents and ingest jobs (collections.py), search and ask (query.py), an
-OpenAI-compatible endpoint (openai_api.py), accounts with API keys (accounts.py, auth.py), and
+OpenAI-compatible endpoint (openai_api.py), access checks over rag/accounts.py (auth.py), and
 MCP tools (mcp_tools.py). See the README's "HTTP API" section.
 """
 

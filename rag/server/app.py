@@ -22,10 +22,10 @@ from fastapi.responses import JSONResponse
 from starlette.routing import Route
 
 from ingest.uploads import MAX_UPLOAD_BYTES
+from rag.accounts import ACCOUNTS_FILE, Accounts
 from rag.collection import list_collections
 from rag.embedding import Embedder
 from rag.generation import LLM
-from rag.server.accounts import ACCOUNTS_FILE, Accounts
 from rag.server.batches import batch_runner
 from rag.server.batches import router as batches_router
 from rag.server.collections import router as collections_router

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
+from rag.accounts import LOCAL_USER, Accounts, User
 from rag.collection import check_name, list_collections
 from rag.errors import CollectionError
-from rag.server.accounts import LOCAL_USER, Accounts, User
 from rag.server.errors import ApiError
 from rag.server.jobs import JobRecord
 from rag.settings import Settings

@@ -19,8 +19,8 @@ from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import Receive, Scope, Send
 
+from rag.accounts import LOCAL_USER, Accounts, User
 from rag.errors import RagError
-from rag.server.accounts import LOCAL_USER, Accounts, User
 from rag.server.auth import Caller
 from rag.server.errors import ApiError, error_response
 from rag.server.library import Library, SearchOptions

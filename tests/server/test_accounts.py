@@ -16,8 +16,8 @@ import openai
 import pytest
 from openai import OpenAI
 
+from rag.accounts import ACCOUNTS_FILE, Accounts
 from rag.server import create_app
-from rag.server.accounts import ACCOUNTS_FILE, Accounts
 from tests.conftest import REPO, wait_for
 from tests.server.conftest import DEMO, Running, ingest_demo, service_settings, serving
 from tests.servers.openai_compat import OpenAICompatServer

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
+from rag.accounts import ACCOUNTS_FILE, Accounts
 from rag.server import create_app
-from rag.server.accounts import ACCOUNTS_FILE, Accounts
 from tests.conftest import wait_for
 from tests.server.conftest import Running, ingest_demo, service_settings, serving
 from tests.servers.openai_compat import OpenAICompatServer

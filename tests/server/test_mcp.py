@@ -15,8 +15,8 @@ import pytest
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
+from rag.accounts import ACCOUNTS_FILE, Accounts
 from rag.server import create_app
-from rag.server.accounts import ACCOUNTS_FILE, Accounts
 from tests.conftest import REPO
 from tests.server.conftest import Running, ingest_demo, service_settings, serving
 from tests.servers.openai_compat import OpenAICompatServer

@@ -9,6 +9,7 @@
 A collection is read by its owner, the users it is shared with, and admins; it is written (upload,
 ingest, delete) by its owner and admins. A collection nobody owns (made with the CLI) is an
 admin's. The file lives in the index folder, so replicas over shared storage see the same users.
+`rag serve --accounts` and the chat (with the `accounts` setting on) check access here.
 """
 
 from __future__ import annotations
