@@ -8,8 +8,10 @@ that names do not leak; one they may read but not write is a 403.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from rag.accounts import LOCAL_USER, Accounts, User
 from rag.collection import check_name, list_collections
@@ -67,14 +69,23 @@ def visible(who: Caller, record: JobRecord) -> bool:
     return record.kind != "batch" or who.user.admin or record.user == who.user.name
 
 
-def caller(request: Request) -> Caller:
+# Declared for the OpenAPI docs (their "Authorize" button); `caller` decides what a key means.
+_BEARER = HTTPBearer(
+    auto_error=False, description="An API key from `rag users add` (when accounts are on)."
+)
+
+
+def caller(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)] = None,
+) -> Caller:
     """FastAPI dependency: the caller, from `Authorization: Bearer KEY` (or `X-API-Key`) when
     accounts are on; without accounts everyone is the local user, as with the CLI."""
     state = request.app.state
     accounts: Accounts | None = state.accounts
     if accounts is None:
         return Caller(LOCAL_USER, None, state.settings)
-    key = _key_of(request)
+    key = credentials.credentials.strip() if credentials else _key_of(request)
     if not key:
         raise ApiError(401, "an API key is required: send 'Authorization: Bearer <key>'")
     user = accounts.authenticate(key)

@@ -6,10 +6,14 @@
         ...                          # SourcesFound, AnswerToken..., AnswerDone (as the chat)
 
 Each collection is opened with `rag.stack.Stack`, as `rag ask` opens it, and kept while its store
-file is the same one (a collection deleted and made again, here or by another replica, is opened
-afresh). Requests run on many threads at once: SQLite connections are in serialised mode and
-FAISS reads are safe, while the local models (the embedder, the reranker) are wrapped so that one
-thread at a time runs each; the LLM calls, the slow part, overlap.
+and manifest files are the same ones: a collection deleted and made again, here or by another
+replica, or given a new reranker or embedder by `rag tune`, is opened afresh. A stack replaced
+that way is not closed under the requests still using it: its SQLite connection closes when
+the last of them lets go.
+
+Requests run on many threads at once: SQLite connections are in serialised mode and FAISS reads
+are safe, while the local models (the embedder, the reranker) are wrapped so that one thread at a
+time runs each; the LLM calls, the slow part, overlap.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from rag.collection import STORE, Collection
+from rag.collection import MANIFEST, STORE, Collection
 from rag.embedding import Embedder, embedder_for
 from rag.errors import ConfigError
 from rag.filters import DOCUMENT_KEYS, PAGE_KEY, Where
@@ -90,7 +94,7 @@ class Served:
     """One open collection: its stack, the store file it was opened on, and its variants."""
 
     stack: Stack
-    inode: int
+    identity: tuple[int, ...]
     reranker: Reranker | None
     answerers: OrderedDict[tuple[str, ...], Answerer] = field(default_factory=OrderedDict)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -138,8 +142,8 @@ class Library:
         """Collection `name`, open (opened now, or again when its store was replaced)."""
         with self._lock:
             current = self._served.get(name)
-        inode = _store_inode(self.settings, name)
-        if current is not None and current.inode == inode:
+        identity = _identity(self.settings, name)
+        if current is not None and current.identity == identity:
             return current
         with Collection.open(self.settings.index_dir, name) as probe:
             embedder = self.embedder(probe.embedder.name)
@@ -155,23 +159,20 @@ class Library:
         except BaseException:
             stack.close()
             raise
-        fresh = Served(stack, _store_inode(self.settings, name), reranker)
+        fresh = Served(stack, identity, reranker)
         with self._lock:
             old = self._served.get(name)
-            if old is not None and old.inode == fresh.inode:
+            if old is not None and old.identity == fresh.identity:
                 fresh.stack.close()  # another request opened it meanwhile
                 return old
             self._served[name] = fresh
-        if old is not None:
-            old.stack.close()
         return fresh
 
     def forget(self, name: str) -> None:
-        """Close collection `name` (before it is deleted)."""
+        """Stop serving collection `name` (before it is deleted); requests still using it
+        finish on the files they have open."""
         with self._lock:
-            served = self._served.pop(name, None)
-        if served is not None:
-            served.stack.close()
+            self._served.pop(name, None)
 
     def close(self) -> None:
         with self._lock:
@@ -250,9 +251,12 @@ class Library:
         return Answerer(searcher, self.llm(), self.settings)
 
 
-def _store_inode(settings: Settings, name: str) -> int:
-    """The store file's inode: a new one means the collection was deleted and made again."""
+def _identity(settings: Settings, name: str) -> tuple[int, ...]:
+    """Which files collection `name` is now: the store's inode, and the manifest's inode and
+    modification time (it is replaced whole when the collection is made or retuned)."""
+    folder = settings.index_dir / name
     try:
-        return (settings.index_dir / name / STORE).stat().st_ino
+        store, manifest = (folder / STORE).stat(), (folder / MANIFEST).stat()
     except OSError:
-        return -1
+        return (-1,)
+    return (store.st_ino, manifest.st_ino, manifest.st_mtime_ns)

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from pypdf import PdfReader
 
+from rag.collection import delete_collection
 from rag.server import create_app
 from tests.conftest import REPO, SHARED_DATA, wait_for
 from tests.server.conftest import DEMO, Running, ingest_demo, service_settings, serving
@@ -323,3 +324,22 @@ def test_concurrent_searches_and_answers_all_succeed(client: httpx.Client) -> No
     assert all(status == 200 for status, _ in results)
     expected = ["Super_Bowl_50.md", "Amazon_rainforest.md"] * 6
     assert [Path(document).name for _, document in results] == expected
+
+
+def test_a_collection_made_again_is_served_afresh(api: Running, client: httpx.Client) -> None:
+    """The service keeps collections open between requests; one deleted and made again behind
+    its back (by `rag collections delete`, or another replica) is opened anew, never served
+    from the old files."""
+    for article in ("Normans.md", "Oxygen.md"):
+        assert client.post("/v1/collections", json={"name": "again"}).status_code == 201
+        files = [("files", (article, (DEMO / article).read_bytes(), "text/markdown"))]
+        job = client.post("/v1/collections/again/documents", files=files).json()
+        assert wait_job(client, job["id"])["state"] == "done"
+        hits = client.post("/v1/collections/again/search", json={"query": "history"}).json()
+        assert hits["hits"] and all(h["document"].endswith(article) for h in hits["hits"])
+        delete_collection(api.settings.index_dir, "again")  # not through this server
+
+
+def test_the_openapi_docs_offer_the_api_key(client: httpx.Client) -> None:
+    spec = client.get("/openapi.json").json()
+    assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
