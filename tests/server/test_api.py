@@ -170,6 +170,16 @@ def test_malformed_requests_get_one_message(client: httpx.Client) -> None:
     assert missing.status_code == 422 and error_of(missing) == "question: Field required"
     empty = client.post("/v1/collections/demo/search", json={"query": "  "})
     assert empty.status_code == 400 and "empty" in error_of(empty)
+    huge = client.post("/v1/collections/demo/search", json={"query": "x" * (5 * 1024 * 1024)})
+    assert huge.status_code == 413
+    assert error_of(huge) == "the request body is over the 4 MB limit"
+    # Without a Content-Length (chunked), the body is counted as it arrives.
+    parts = iter([b'{"query": "', b"x" * (5 * 1024 * 1024), b'"}'])
+    chunked = client.post(
+        "/v1/collections/demo/search", content=parts, headers={"content-type": "application/json"}
+    )
+    assert chunked.status_code == 413
+    assert error_of(chunked) == "the request body is over the 4 MB limit"
 
 
 def test_ask_returns_the_checked_answer_as_json(client: httpx.Client) -> None:
