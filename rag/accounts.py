@@ -212,6 +212,12 @@ class Accounts:
             raise ConfigError(f"no user named {name!r}")
 
 
+def forget_collection(index_dir: Path, collection: str) -> None:
+    """Drop the owner and shares of a deleted collection, when the index folder has accounts."""
+    if (index_dir / ACCOUNTS_FILE).is_file():
+        Accounts(index_dir / ACCOUNTS_FILE).forget_collection(collection)
+
+
 def _check_user_name(name: str) -> None:
     """A user name follows the rules of a collection name: it is shown and stored as given."""
     try:

@@ -100,10 +100,12 @@ class Access:
         return not exists or self.accounts.can_write(self.user, name)
 
     def created(self, name: str) -> None:
-        """Make the user the owner of `name`, a collection their upload just made."""
+        """Make the user the owner of `name`, a collection their upload just made (forgetting
+        any owner and shares of an older collection of that name)."""
         if self.accounts is None or self.user is None:
             return
-        if Collection.exists(self.index_dir, name) and self.accounts.owner(name) is None:
+        if Collection.exists(self.index_dir, name):
+            self.accounts.forget_collection(name)
             self.accounts.set_owner(name, self.user.name)
 
 
@@ -269,10 +271,12 @@ def upload_panel(settings: Settings, current: str | None, access: Access) -> Non
                 raise CollectionError(
                     f"collection {target!r} is not yours to add to; pick another name"
                 )
+            new = not Collection.exists(settings.index_dir, target)
             with st.spinner(f"Ingesting into {plain(target)}: loading, chunking, embedding…"):
                 uploads = [(f.name, f.getvalue()) for f in files or []]
                 outcome = ingest_uploads(settings, target, uploads, saved, ingested)
-            access.created(target)
+            if new:
+                access.created(target)
         except RagError as e:
             outcome = error_message(e)
         st.session_state["uploaded"] = outcome

@@ -91,11 +91,12 @@ def create_route(body: NewCollection, who: CallerDep, request: Request) -> dict[
     chunking = Chunker(
         settings.chunk_tokens, settings.chunk_overlap, context=settings.chunk_context
     ).describe()
-    with Collection.create(
-        root, body.name, EmbedderInfo(embedder.name, embedder.dimension), chunking
-    ):
-        pass
+    info = EmbedderInfo(embedder.name, embedder.dimension)
+    Collection.create(root, body.name, info, chunking).close()
     if who.accounts is not None:
+        # Owner and shares left by a collection of that name deleted behind the service's back
+        # (`rag collections delete`) must not carry over to the new one.
+        who.accounts.forget_collection(body.name)
         who.accounts.set_owner(body.name, who.user.name)
     return _info(who, body.name)
 

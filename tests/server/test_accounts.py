@@ -22,7 +22,8 @@ from tests.conftest import REPO, wait_for
 from tests.server.conftest import DEMO, Running, ingest_demo, service_settings, serving
 from tests.servers.openai_compat import OpenAICompatServer
 
-USERS_ADD = [sys.executable, "-m", "rag.cli", "users", "add"]
+RAG = [sys.executable, "-m", "rag.cli"]
+USERS_ADD = [*RAG, "users", "add"]
 
 
 @pytest.fixture(scope="module")
@@ -240,3 +241,24 @@ def test_the_openai_sdk_with_a_users_key(api: Running, keys: dict[str, str], ana
     stranger = OpenAI(base_url=f"{api.url}/v1", api_key="rag-1234.guess", max_retries=0)
     with pytest.raises(openai.AuthenticationError, match="the API key is not valid"):
         stranger.models.list()
+
+
+def test_a_name_made_again_does_not_inherit_shares(api: Running, keys: dict[str, str]) -> None:
+    """A collection deleted with the CLI and made again by someone else starts with no shares."""
+    index_dir = api.settings.index_dir
+    with client(api, keys["ana"]) as ana:
+        assert ana.post("/v1/collections", json={"name": "recycled"}).status_code == 201
+        assert ana.put("/v1/collections/recycled/shares/ben").status_code == 200
+    deleted = subprocess.run(
+        [*RAG, "collections", "delete", "recycled", "--yes", "--index-dir", str(index_dir)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert deleted.returncode == 0, deleted.stderr
+    with client(api, keys["root"]) as root:
+        made = root.post("/v1/collections", json={"name": "recycled"}).json()
+        assert made["owner"] == "root" and made["shared_with"] == []
+    with client(api, keys["ben"]) as ben, client(api, keys["ana"]) as ana:
+        assert ben.get("/v1/collections/recycled").status_code == 404
+        assert ana.get("/v1/collections/recycled").status_code == 404
