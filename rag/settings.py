@@ -152,6 +152,11 @@ class Settings(BaseSettings):
     # installed (`apt-get install tesseract-ocr`); "force" OCRs every page, "off" none.
     ocr: OcrMode = "auto"
 
+    # `rag serve`: with accounts on, every request carries an API key (`rag users add`) and sees
+    # only the collections its user owns or was given; off (the default, for local use), the
+    # service is open to anyone who can reach its port, as the CLI and the chat are.
+    accounts: bool = False
+
     progress: bool = True
 
     @model_validator(mode="after")

@@ -6,6 +6,9 @@ who answered and how sure, lists the sources it cites with the sentences that su
 highlighted (on a PDF's page image too), and flags the sentences they do not support. Text from
 documents or from the LLM is always shown with `st.text` or escaped (HTML, then Markdown), never
 as live Markdown or HTML. `?collection=NAME` opens that collection.
+With the `accounts` setting on (`RAG_ACCOUNTS=true`), the chat asks for an API key (from
+`rag users add`) and shows only the collections its user may read; uploads go only into
+collections they own (or new ones, which become theirs), as with `rag serve --accounts`.
 
 Only the Streamlit face is here: the collection is answered by an `Engine` (ui/engine.py, its own
 worker thread), and the conversation is kept as typed messages (ui/messages.py) rendered by type.
@@ -22,7 +25,8 @@ from typing import Any
 import streamlit as st
 
 from ingest.loaders import SUPPORTED_SUFFIXES
-from rag.collection import list_collections
+from rag.accounts import ACCOUNTS_FILE, Accounts, User
+from rag.collection import Collection, list_collections
 from rag.errors import CollectionError, RagError
 from rag.filters import glob_escape
 from rag.generation import LLM, LLM_BACKENDS, Message
@@ -52,6 +56,7 @@ NO_COLLECTIONS = (
     "`rag ingest PATH -c NAME`."
 )
 EMPTY_QUERY = "the query is empty"
+SIGN_IN = "Sign in with your API key (from `rag users add`) in the sidebar."
 UNSUPPORTED = "Not supported by the sources it cites:"
 # The `answer_mode` setting's values as the sidebar names them.
 ANSWER_MODE_LABELS = {"auto": "auto", "extractive": "small reader only", "llm": "LLM only"}
@@ -92,7 +97,61 @@ def progress_line(answer_mode: str, passages: int) -> str:
     return f"Reading {passages} passages for the answer…"
 
 
+@dataclass(frozen=True)
+class Access:
+    """Who uses the chat: with accounts off (no `accounts`), anyone may read and write anything,
+    as with the CLI."""
+
+    index_dir: Path
+    accounts: Accounts | None = None
+    user: User | None = None
+
+    def may_read(self, name: str) -> bool:
+        if self.accounts is None or self.user is None:
+            return self.accounts is None
+        return self.accounts.can_read(self.user, name)
+
+    def may_write(self, name: str) -> bool:
+        """Whether uploads may go into `name`: a collection of theirs, or a new one."""
+        if self.accounts is None or self.user is None:
+            return self.accounts is None
+        exists = Collection.exists(self.index_dir, name)
+        return not exists or self.accounts.can_write(self.user, name)
+
+    def created(self, name: str) -> None:
+        """Make the user the owner of `name`, a collection their upload just made (forgetting
+        any owner and shares of an older collection of that name)."""
+        if self.accounts is None or self.user is None:
+            return
+        if Collection.exists(self.index_dir, name):
+            self.accounts.forget_collection(name)
+            self.accounts.set_owner(name, self.user.name)
+
+
 # -- Streamlit ----------------------------------------------------------------------------------
+
+
+def sign_in(settings: Settings) -> Access | None:
+    """Who uses the chat: with accounts on, the user whose API key is in the sidebar (None
+    until a valid one is); a new user starts a new conversation."""
+    if not settings.accounts:
+        return Access(settings.index_dir)
+    accounts = Accounts(settings.index_dir / ACCOUNTS_FILE)
+    with st.sidebar:
+        st.header("Sign in")
+        key = st.text_input("API key", type="password", key="api_key").strip()
+    user = accounts.authenticate(key) if key else None
+    if key and user is None:
+        st.sidebar.error("That API key is not valid.")
+    name = user.name if user else None
+    if st.session_state.get("signed_in") != name:
+        st.session_state["signed_in"] = name
+        for kept in ("history", "notices_shown", "collection", "uploaded"):
+            st.session_state.pop(kept, None)
+    if user is None:
+        return None
+    st.sidebar.caption(f"Signed in as {plain(user.name)}" + (" (admin)" if user.admin else ""))
+    return Access(settings.index_dir, accounts, user)
 
 
 @st.cache_resource(
@@ -227,7 +286,7 @@ def answer_model(settings: Settings) -> tuple[LLM | None, str | None]:
     return llm, None
 
 
-def upload_panel(settings: Settings, current: str | None) -> None:
+def upload_panel(settings: Settings, current: str | None, access: Access) -> None:
     """Upload files into this or a new collection, ingest them, and show what happened."""
     with st.sidebar:
         st.header("Add documents")
@@ -257,9 +316,16 @@ def upload_panel(settings: Settings, current: str | None) -> None:
             bar.progress(done / max(total, 1), text=f"Ingested {done} of {total} files")
 
         try:
+            if not access.may_write(target):
+                raise CollectionError(
+                    f"collection {target!r} is not yours to add to; pick another name"
+                )
+            new = not Collection.exists(settings.index_dir, target)
             with st.spinner(f"Ingesting into {plain(target)}: loading, chunking, embedding…"):
                 uploads = [(f.name, f.getvalue()) for f in files or []]
                 outcome = ingest_uploads(settings, target, uploads, saved, ingested)
+            if new:
+                access.created(target)
         except RagError as e:
             outcome = error_message(e)
         st.session_state["uploaded"] = outcome
@@ -388,17 +454,29 @@ def stream_answer(
 def main() -> None:
     st.set_page_config(page_title=TITLE, page_icon="🔎")
     st.title(TITLE)
+    failed: RagError | None = None
+    try:
+        settings = Settings.load()
+        access = sign_in(settings)  # before the history: a new user starts a new one
+    except RagError as e:
+        failed = e
     history: list[ChatMessage] = st.session_state.setdefault("history", [])
     shown: set[str] = st.session_state.setdefault("notices_shown", set())
     for turn, message in enumerate(history):
         show_message(message, turn)
+    if failed is not None:
+        show_message(error_message(failed), len(history))
+        return
+    if access is None:
+        show_message(ErrorMessage(SIGN_IN), len(history))
+        st.chat_input("Ask a question about your documents", disabled=True)
+        return
     try:
-        settings = Settings.load()
-        names = list_collections(settings.index_dir)
+        names = [name for name in list_collections(settings.index_dir) if access.may_read(name)]
         if not names:
             empty = ErrorMessage(no_collections_message(settings.index_dir))
             show_message(empty, len(history))
-            upload_panel(settings, None)
+            upload_panel(settings, None, access)
             st.chat_input("Ask a question about your documents", disabled=True)
             return
         try:
@@ -421,7 +499,7 @@ def main() -> None:
             }
         )
         llm, llm_error = answer_model(tuned)
-        upload_panel(settings, choice.collection)
+        upload_panel(settings, choice.collection, access)
     except RagError as e:
         show_message(error_message(e), len(history))
         return

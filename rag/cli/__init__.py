@@ -1,7 +1,8 @@
 """The `rag` command line: a thin face over rag/ and ingest/. Errors are one line, no traceback.
 
 One module per family of commands: ingest.py, query.py (search, ask, batch), collections.py,
-evaluate.py (eval) and tune.py; options.py declares the options they share.
+evaluate.py (eval), tune.py and serve.py (serve, mcp, users); options.py declares the options
+they share.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from rag.cli.collections import collections
 from rag.cli.evaluate import eval_group
 from rag.cli.ingest import ingest
 from rag.cli.query import ask, batch, search
+from rag.cli.serve import mcp, serve, users
 from rag.cli.tune import tune
 from rag.errors import RagError
 
@@ -60,7 +62,7 @@ def cli(verbose: bool) -> None:
     _quiet_libraries(verbose)
 
 
-for _command in (ingest, search, ask, batch, collections, eval_group, tune):
+for _command in (ingest, search, ask, batch, collections, eval_group, tune, serve, mcp, users):
     cli.add_command(_command)
 
 

@@ -59,6 +59,7 @@ def collections_delete(
     name: str, yes: bool, config_file: Path | None, index_dir: Path | None
 ) -> None:
     """Delete a collection, its files and its uploads (even when damaged)."""
+    from rag.accounts import forget_collection
     from rag.collection import collection_path, delete_collection
 
     settings = load_settings(config_file, index_dir=index_dir)
@@ -67,4 +68,5 @@ def collections_delete(
         click.echo("Kept.")
         return
     delete_collection(settings.index_dir, name)
+    forget_collection(settings.index_dir, name)  # `rag serve`'s owner and shares of it
     click.echo(f"Deleted {name}.")

@@ -1,0 +1,73 @@
+"""The service on loopback: a real uvicorn server in a thread, over a real index folder, with the
+packaged MiniLM and the loopback OpenAI-compatible LLM (`server` in tests/conftest.py)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from rag.settings import Settings
+from tests.conftest import REPO, wait_for
+
+DEMO = REPO / "ui" / "demo_corpus"
+
+
+@dataclass(frozen=True)
+class Running:
+    """A service on loopback: where it answers and what it serves."""
+
+    url: str
+    settings: Settings
+    app: Any
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """Run `app` with uvicorn on a free loopback port in a thread; its base URL while it runs."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started, 30, "the service did not start")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+
+def service_settings(index_dir: Path, llm_url: str, **extra: Any) -> Settings:
+    """Settings for a test service: CPU, no reranker, answers from the loopback test/echo LLM."""
+    return Settings.load(
+        index_dir=index_dir,
+        progress=False,
+        device="cpu",
+        rerank=False,
+        # Markdown files are one page each: let a question see several chunks of one.
+        chunks_per_page=0,
+        llm_backend="openai",
+        llm_base_url=llm_url,
+        llm_model="test/echo",
+        **extra,
+    )
+
+
+def ingest_demo(settings: Settings, embedder: Any, name: str) -> None:
+    """Collection `name`: two demo articles, each with a `topic` (a --meta key)."""
+    from ingest.pipeline import IngestJob
+
+    job = IngestJob(settings, embedder=embedder)
+    job.run_files(name, [DEMO / "Super_Bowl_50.md"], metadata={"topic": "sport"})
+    job.run_files(name, [DEMO / "Amazon_rainforest.md"], metadata={"topic": "nature"})
