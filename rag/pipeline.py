@@ -37,7 +37,7 @@ from rag.types import (
     SourcesFound,
     shown,
 )
-from rag.verification import BiEncoderVerifier, Verifier, check_sentences
+from rag.verification import FactCheckingVerifier, Verifier, check_sentences
 
 if TYPE_CHECKING:
     from rag.reader import Span
@@ -68,7 +68,7 @@ class Answerer:
         self.searcher = searcher
         self.llm = llm
         self.settings = settings
-        self.verifier = verifier or BiEncoderVerifier(searcher.embedder)
+        self.verifier = verifier or FactCheckingVerifier(searcher.embedder)
         self._reader = reader
         # Retrieval, evidence and verification use local models and one SQLite connection: one
         # thread at a time. Only the LLM calls, the slow part, overlap when threads share this.
@@ -188,7 +188,9 @@ class Answerer:
         with self._local:
             timings["wait_s"] += time.perf_counter() - clock
             clock = time.perf_counter()
-            checks = check_sentences(text, passages, self.verifier, self.settings.min_support)
+            checks = check_sentences(
+                text, passages, self.verifier, self.settings.min_support, question=query
+            )
         timings["verify_s"] = time.perf_counter() - clock
         cited_ns = set(cited_numbers(text)) | {n for check in checks for n in check.citations}
         cited_sources = [c for c in sources if c.n in cited_ns]

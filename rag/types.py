@@ -167,6 +167,8 @@ class SentenceCheck:
     supported: bool
     # True when the LLM cited nothing and the verifier found the supporting source itself.
     inferred: bool = False
+    # Why an unsupported sentence is, in words a person reads ('the sources do not say "1998"').
+    reason: str = ""
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -175,6 +177,7 @@ class SentenceCheck:
             "support": round(self.support, 4),
             "supported": self.supported,
             "inferred": self.inferred,
+            "reason": self.reason,
         }
 
 

@@ -114,7 +114,8 @@ def _print_sources(answer: Answer) -> None:
     if unsupported:
         click.echo(f"\n{len(unsupported)} sentence(s) not supported by their cited sources:")
         for sentence in unsupported:
-            click.echo(f"  - {shown(sentence.text)} (support {sentence.support:.2f})")
+            why = f": {sentence.reason}" if sentence.reason else ""
+            click.echo(f"  - {shown(sentence.text)} (support {sentence.support:.2f}{why})")
 
 
 def answered_by_line(answer: Answer) -> str:

@@ -245,7 +245,14 @@ def test_rag_ask_json_against_the_loopback_server(squad, tmp_path: Path) -> None
     assert {"answer", "refused", "citations", "sentences", "timings", "usage"} <= set(payload)
     assert payload["refused"] is False
     assert set(payload["citations"][0]) == {"n", "document", "page", "chunk_id", "text"}
-    assert set(payload["sentences"][0]) == {"text", "citations", "support", "supported", "inferred"}
+    assert set(payload["sentences"][0]) == {
+        "text",
+        "citations",
+        "support",
+        "supported",
+        "inferred",
+        "reason",
+    }
 
 
 def test_rag_ask_endpoint_down_is_one_line(squad) -> None:
