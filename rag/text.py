@@ -37,6 +37,29 @@ def split_sentences(text: str) -> list[str]:
     return sentences
 
 
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """The (start, end) characters of each sentence of `text`, cut where `split_sentences` cuts
+    (a citation-only fragment joins the sentence before it): a span found in a passage maps to
+    the sentence that holds it, in the passage's own characters."""
+    pieces = []
+    begin = 0
+    for gap in _SENTENCE_END.finditer(text):
+        pieces.append((begin, gap.start()))
+        begin = gap.end()
+    pieces.append((begin, len(text)))
+    spans: list[tuple[int, int]] = []
+    for start, end in pieces:
+        start += len(text[start:end]) - len(text[start:end].lstrip())
+        end -= len(text[start:end]) - len(text[start:end].rstrip())
+        lead = _LEADING_CITATIONS.match(text[start:end])
+        if spans and lead:
+            spans[-1] = (spans[-1][0], start + len(lead.group(0).rstrip()))
+            start += lead.end()
+        if start < end:
+            spans.append((start, end))
+    return spans
+
+
 def marker_numbers(marker: re.Match[str]) -> list[int]:
     """The source numbers of one CITATION match, in the order written."""
     return [int(number) for number in _NUMBER_SEPARATOR.split(marker.group(1))]

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from rag.text import CITATION, cited_numbers, embedding_text, marker_numbers, split_sentences
+from rag.text import (
+    CITATION,
+    cited_numbers,
+    embedding_text,
+    marker_numbers,
+    sentence_spans,
+    split_sentences,
+)
 
 
 def context(paragraphs: list[dict[str, object]], title: str, holding: str) -> str:
@@ -48,6 +55,19 @@ def test_markers_after_the_full_stop_stay_with_their_sentence(squad_paragraphs) 
     # A reply that opens with a marker has no sentence before it to join.
     assert split_sentences(f"[2] {second}") == [f"[2] {second}"]
     assert split_sentences("   ") == []
+
+
+def test_sentence_spans_cut_where_split_sentences_cuts_in_the_texts_own_characters(
+    squad_paragraphs,
+) -> None:
+    # The span reader maps an answer to the sentence that holds it by these offsets.
+    for paragraph in squad_paragraphs[:300]:
+        text = str(paragraph["context"])
+        assert [text[a:b] for a, b in sentence_spans(text)] == split_sentences(text)
+    text = "  It opened in 1890. [1] It closed in 1990 [2].  "
+    spans = sentence_spans(text)
+    assert [text[a:b] for a, b in spans] == ["It opened in 1890. [1]", "It closed in 1990 [2]."]
+    assert sentence_spans("") == [] and sentence_spans("   ") == []
 
 
 def test_markers_are_read_back_in_order_and_dropped_for_scoring() -> None:
