@@ -410,10 +410,10 @@ def _export(source: Path, out: Path, quantize: bool) -> None:
         raise ModelError(f"cannot export embedder at {source} to ONNX: {e}") from e
     config = getattr(model[0], "auto_model", None)
     config = getattr(config, "config", None)
-    graph = _fuse(raw, out / "fused.onnx", config) or raw
+    graph = fuse_bert_graph(raw, out / "fused.onnx", config) or raw
     final = out / "model.onnx"
     if quantize:
-        _quantize(graph, final)
+        quantize_int8(graph, final)
     else:
         graph.rename(final)
     for leftover in (raw, out / "fused.onnx"):
@@ -474,7 +474,7 @@ def _export_tokens(source: Path, out: Path) -> None:
             )
     except Exception as e:
         raise ModelError(f"cannot export the transformer in {source} to ONNX: {e}") from e
-    graph = _fuse(raw, out / "fused.onnx", model.config) or raw
+    graph = fuse_bert_graph(raw, out / "fused.onnx", model.config) or raw
     graph.rename(out / "model.onnx")
     raw.unlink(missing_ok=True)
     tokenizer.save_pretrained(str(out))
@@ -482,7 +482,7 @@ def _export_tokens(source: Path, out: Path) -> None:
     (out / _META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
 
-def _fuse(raw: Path, out: Path, config: object) -> Path | None:
+def fuse_bert_graph(raw: Path, out: Path, config: object) -> Path | None:
     """Fuse attention, layer norms and GELU with ONNX Runtime's transformer optimiser (BERT
     family only); None when the model is of another family."""
     if getattr(config, "model_type", None) != "bert":
@@ -500,7 +500,7 @@ def _fuse(raw: Path, out: Path, config: object) -> Path | None:
     return out
 
 
-def _quantize(graph: Path, out: Path) -> None:
+def quantize_int8(graph: Path, out: Path) -> None:
     """int8 weights, one scale per output channel; activations are quantised per batch."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic

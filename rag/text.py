@@ -38,17 +38,25 @@ def split_sentences(text: str) -> list[str]:
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """The (start, end) character offsets of each sentence of `text`, by the same boundaries as
-    `split_sentences` (without joining citation-only fragments), its spaces left out."""
-    spans, begin = [], 0
-    for boundary in [*_SENTENCE_END.finditer(text), None]:
-        end = len(text) if boundary is None else boundary.start()
-        piece = text[begin:end]
-        if piece.strip():
-            first = begin + len(piece) - len(piece.lstrip())
-            spans.append((first, first + len(piece.strip())))
-        if boundary is not None:
-            begin = boundary.end()
+    """The (start, end) characters of each sentence of `text`, cut where `split_sentences` cuts
+    (a citation-only fragment joins the sentence before it): a span found in a passage maps to
+    the sentence that holds it, in the passage's own characters."""
+    pieces = []
+    begin = 0
+    for gap in _SENTENCE_END.finditer(text):
+        pieces.append((begin, gap.start()))
+        begin = gap.end()
+    pieces.append((begin, len(text)))
+    spans: list[tuple[int, int]] = []
+    for start, end in pieces:
+        start += len(text[start:end]) - len(text[start:end].lstrip())
+        end -= len(text[start:end]) - len(text[start:end].rstrip())
+        lead = _LEADING_CITATIONS.match(text[start:end])
+        if spans and lead:
+            spans[-1] = (spans[-1][0], start + len(lead.group(0).rstrip()))
+            start += lead.end()
+        if start < end:
+            spans.append((start, end))
     return spans
 
 

@@ -57,6 +57,19 @@ def test_markers_after_the_full_stop_stay_with_their_sentence(squad_paragraphs) 
     assert split_sentences("   ") == []
 
 
+def test_sentence_spans_cut_where_split_sentences_cuts_in_the_texts_own_characters(
+    squad_paragraphs,
+) -> None:
+    # The span reader maps an answer to the sentence that holds it by these offsets.
+    for paragraph in squad_paragraphs[:300]:
+        text = str(paragraph["context"])
+        assert [text[a:b] for a, b in sentence_spans(text)] == split_sentences(text)
+    text = "  It opened in 1890. [1] It closed in 1990 [2].  "
+    spans = sentence_spans(text)
+    assert [text[a:b] for a, b in spans] == ["It opened in 1890. [1]", "It closed in 1990 [2]."]
+    assert sentence_spans("") == [] and sentence_spans("   ") == []
+
+
 def test_markers_are_read_back_in_order_and_dropped_for_scoring() -> None:
     text = "Denver won [2; 4]. It was in Santa Clara [1, 2] [3], not [x] or [1-2]."
     assert cited_numbers(text) == (2, 4, 1, 3)
