@@ -136,7 +136,8 @@ def batch_collection(
     root: Path, paragraphs: list[Any], embedder: Any, base_url: str, count: int, concurrency: int
 ) -> Any:
     """Collection `squad` of `count` SQuAD paragraphs under ROOT/idx, and settings that answer
-    from the loopback server's test/echo model, `concurrency` questions at a time."""
+    from the loopback server's test/echo model (answer_mode "llm": every question reaches it),
+    `concurrency` questions at a time."""
     from ingest.pipeline import IngestJob
     from rag.settings import Settings
 
@@ -150,6 +151,7 @@ def batch_collection(
         llm_base_url=base_url,
         llm_model="test/echo",
         llm_concurrency=concurrency,
+        answer_mode="llm",
     )
     IngestJob(settings, embedder=embedder).run_files("squad", docs)
     return settings
@@ -178,6 +180,8 @@ def batch_command(questions: list[Any], folder: Path, base_url: str, *options: s
         base_url,
         "--model",
         "test/echo",
+        "--answer-mode",
+        "llm",
         "--no-progress",
         *options,
     ]

@@ -54,7 +54,9 @@ def rag_batch(
     args = ["batch", str(questions), "-c", "squad", "-o", str(out), "--no-progress"]
     args += ["--index-dir", str(settings.index_dir), "--backend", "openai"]
     args += ["--base-url", str(settings.llm_base_url), "--model", "test/echo", *options]
-    result = CliRunner().invoke(cli, args, env={"RAG_RERANK": "false", **env})
+    result = CliRunner().invoke(
+        cli, args, env={"RAG_RERANK": "false", "RAG_ANSWER_MODE": "llm", **env}
+    )
     if result.exception and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result
@@ -211,7 +213,12 @@ def test_a_second_writer_is_refused_while_the_first_runs(setup, answerer, tmp_pa
     try:
         assert started.wait(60), "the first run never asked a question"
         command = batch_command(questions, tmp_path, str(settings.llm_base_url))
-        env = {**os.environ, "RAG_INDEX_DIR": str(settings.index_dir), "RAG_RERANK": "false"}
+        env = {
+            **os.environ,
+            "RAG_INDEX_DIR": str(settings.index_dir),
+            "RAG_RERANK": "false",
+            "RAG_ANSWER_MODE": "llm",
+        }
         second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     finally:
         release.set()

@@ -30,7 +30,9 @@ from tests.servers.openai_compat import OpenAICompatServer
 def setup(tmp_path_factory, squad_paragraphs, minilm):
     root = tmp_path_factory.mktemp("batch")
     docs = write_squad_docs(root / "docs", squad_paragraphs, 20)
-    settings = Settings.load(index_dir=root / "idx", progress=False, device="cpu", rerank=False)
+    settings = Settings.load(
+        index_dir=root / "idx", progress=False, device="cpu", rerank=False, answer_mode="llm"
+    )
     IngestJob(settings, embedder=minilm).run_files("squad", docs)
     questions = [
         Question(f"q{n}", str(p["questions"][0]), answer=None)
@@ -207,7 +209,12 @@ def test_sigkill_loses_no_finished_answer(setup, squad_paragraphs, tmp_path: Pat
     out = tmp_path / "answers.jsonl"
     with OpenAICompatServer(models=["test/echo"], behaviour="slow", delay=0.4) as server:
         command = batch_command(questions, tmp_path, server.base_url, "--concurrency", "2")
-        env = {**os.environ, "RAG_INDEX_DIR": str(settings.index_dir), "RAG_RERANK": "false"}
+        env = {
+            **os.environ,
+            "RAG_INDEX_DIR": str(settings.index_dir),
+            "RAG_RERANK": "false",
+            "RAG_ANSWER_MODE": "llm",
+        }
         process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
 
         def three_answers() -> bool:

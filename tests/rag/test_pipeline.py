@@ -50,7 +50,10 @@ def squad(tmp_path_factory, squad_paragraphs, minilm):
     docs = write_squad_docs(root / "docs", squad_paragraphs, 40)
     hostile = root / "docs" / "broncos-notes.md"
     hostile.write_text(f"# Broncos notes\n\n{INJECTION}\n")
-    settings = Settings.load(index_dir=root / "idx", progress=False, device="cpu", rerank=False)
+    # The LLM path is under test here (the small reader's routing: tests/rag/test_routing.py).
+    settings = Settings.load(
+        index_dir=root / "idx", progress=False, device="cpu", rerank=False, answer_mode="llm"
+    )
     IngestJob(settings, embedder=minilm).run_files("squad", [*docs, hostile])
     collection = Collection.open(settings.index_dir, "squad")
     yield collection, settings
@@ -238,7 +241,11 @@ def test_rag_ask_json_against_the_loopback_server(squad, tmp_path: Path) -> None
                 "--model",
                 "test/echo",
             ],
-            env={"RAG_INDEX_DIR": str(settings.index_dir), "RAG_RERANK": "false"},
+            env={
+                "RAG_INDEX_DIR": str(settings.index_dir),
+                "RAG_RERANK": "false",
+                "RAG_ANSWER_MODE": "llm",
+            },
         )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
@@ -275,6 +282,7 @@ def test_rag_ask_endpoint_down_is_one_line(squad) -> None:
             "RAG_INDEX_DIR": str(settings.index_dir),
             "RAG_LLM_MAX_RETRIES": "0",
             "RAG_RERANK": "false",
+            "RAG_ANSWER_MODE": "llm",
         },
     )
     assert result.exit_code == 1
