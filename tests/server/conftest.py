@@ -49,18 +49,21 @@ def serving(app: Any) -> Iterator[str]:
 
 
 def service_settings(index_dir: Path, llm_url: str, **extra: Any) -> Settings:
-    """Settings for a test service: CPU, no reranker, answers from the loopback test/echo LLM."""
+    """Settings for a test service: CPU, no reranker, answers from the loopback test/echo LLM
+    (answer_mode "llm": the service's plumbing is under test, not who answers)."""
     return Settings.load(
-        index_dir=index_dir,
-        progress=False,
-        device="cpu",
-        rerank=False,
-        # Markdown files are one page each: let a question see several chunks of one.
-        chunks_per_page=0,
-        llm_backend="openai",
-        llm_base_url=llm_url,
-        llm_model="test/echo",
-        **extra,
+        **{
+            "index_dir": index_dir,
+            "progress": False,
+            "device": "cpu",
+            "rerank": False,
+            "chunks_per_page": 0,
+            "llm_backend": "openai",
+            "llm_base_url": llm_url,
+            "llm_model": "test/echo",
+            "answer_mode": "llm",
+            **extra,
+        }
     )
 
 

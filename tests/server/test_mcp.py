@@ -119,6 +119,7 @@ def test_tools_over_stdio(api: tuple[Running, dict[str, str]], server: OpenAICom
         "RAG_DEVICE": "cpu",
         "RAG_RERANK": "false",
         "RAG_CHUNKS_PER_PAGE": "0",
+        "RAG_ANSWER_MODE": "llm",
     }
     index_dir: Path = running.settings.index_dir
     parameters = StdioServerParameters(
