@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from rag.text import CITATION, cited_numbers, embedding_text, marker_numbers, split_sentences
+from rag.text import (
+    CITATION,
+    cited_numbers,
+    embedding_text,
+    marker_numbers,
+    sentence_starts,
+    split_sentences,
+)
 
 
 def context(paragraphs: list[dict[str, object]], title: str, holding: str) -> str:
@@ -69,3 +76,15 @@ def test_tables_are_plain_rows_for_the_embedder() -> None:
     text = f"3M · Income\n{table}"
     assert embedding_text(text) == "3M · Income\n(Millions), 2022, 2021\nNet sales, $34,229"
     assert embedding_text("a | b, not a table") == "a | b, not a table"
+
+
+def test_sentence_starts_count_sentences_as_they_are_written() -> None:
+    text = "The Broncos won. [1] They beat the Panthers 24–10 [1]. Miller was MVP."
+    starts = sentence_starts(text)
+    assert [text[at:].split()[0] for at in starts] == ["The", "They", "Miller"]
+    assert len(starts) == len(split_sentences(text))
+    # While it is written: a full stop and a half-written marker start nothing yet.
+    assert len(sentence_starts("The Broncos won. [")) == 1
+    assert len(sentence_starts("The Broncos won. [1] ")) == 1
+    assert len(sentence_starts("The Broncos won. [1] T")) == 2
+    assert sentence_starts("  ") == []
