@@ -17,6 +17,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from rag.text import split_sentences
 
 _SCALES = {"thousand": 3, "million": 6, "billion": 9, "trillion": 12}
 _FRACTIONS = {"½": "0.5", "¼": "0.25", "¾": "0.75", "⅓": "0.333", "⅔": "0.667"}
@@ -61,6 +64,8 @@ when where why how is are was were be been being has have had do does did not no
 both either neither each every all any some many most more much such only just even however
 although though because yet still thus hence therefore meanwhile mr mrs ms dr st saint"""
 _FUNCTION_WORDS = frozenset(_FUNCTION_TEXT.split())
+_LETTERS = re.compile(r"[^\W\d_]+")
+NEW_PHRASE_WORDS = 2
 _CAPITAL = r"[A-Z](?:[\w’'&-]|\.(?=\w))*"
 _CAPITAL_RUN = re.compile(
     rf"{_CAPITAL}(?:\s+(?:(?:of|the|for|de|du|la|le|von|van|&)\s+)*{_CAPITAL})*"
@@ -250,28 +255,86 @@ def _initials(text: str) -> set[str]:
     return found
 
 
+# -- wording ---------------------------------------------------------------------------------
+
+_STEMMER: Any = None
+
+
+def word_stems(text: str) -> frozenset[str]:
+    """The English stems of the words of `text` ("played" and "plays" are "play")."""
+    return frozenset(_stem(word) for word in _LETTERS.findall(text.lower()))
+
+
+def new_phrases(sentence: str, stated: frozenset[str], words: int = NEW_PHRASE_WORDS) -> list[str]:
+    """Runs of `words` or more content words of `sentence` that `stated` (from `word_stems`)
+    lacks, function words between them included ("small renovations", "trade unions").
+
+    One new word is often a paraphrase ("held" for "played"); several in a row are often a new
+    fact put in the place of the source's own ("the river Aare" said as "the river Ruhr").
+    """
+    found: list[str] = []
+    run: list[str] = []
+    for word in [*_LETTERS.findall(sentence), ""]:
+        lower = word.lower()
+        if word and lower in _FUNCTION_WORDS:
+            if run:
+                run.append(word)
+            continue
+        if word and len(lower) > 2 and _stem(lower) not in stated:
+            run.append(word)
+            continue
+        content = [w for w in run if w.lower() not in _FUNCTION_WORDS]
+        if len(content) >= words:
+            while run[-1].lower() in _FUNCTION_WORDS:
+                run.pop()
+            found.append(" ".join(run))
+        run = []
+    return found
+
+
+def _stem(word: str) -> str:
+    global _STEMMER
+    if _STEMMER is None:
+        import Stemmer
+
+        _STEMMER = Stemmer.Stemmer("english")
+    return str(_STEMMER.stemWord(word))
+
+
 # -- degenerate text ---------------------------------------------------------------------------
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 LOOP_REPEATS = 3
 
 
-def repetition(sentence: str, source: str = "") -> str | None:
-    """A phrase of two to four words, one of them not a function word, that `sentence` says
-    three times or more and more often than `source` does ("Super Bowl XV, Super Bowl XXII, Super
-    Bowl ..."), else None.
+class Loops:
+    """Finds a loop in a sentence: a phrase of two to four words, one of them not a function
+    word, said three times or more, and more often than any one sentence of `source` says it.
 
     A language model caught in a loop says the same words over and over, often as an endless
-    list. Real lists repeat words too ("Ovens River, Goulburn River, King River"), so a phrase
-    counts as a loop only where the claim repeats it beyond what its source says.
+    list ("Super Bowl XV, Super Bowl XXII, Super Bowl ..."). Real lists repeat words too ("Ovens
+    River, Goulburn River, King River"): a sentence copied from its source is no loop.
     """
-    said = _grams(source) if source else {}
-    looped = [
-        (count, len(gram), gram)
-        for gram, count in _grams(sentence).items()
-        if count >= LOOP_REPEATS and count > said.get(gram, 0)
-    ]
-    return " ".join(max(looped)[2]) if looped else None
+
+    def __init__(self, source: str = "") -> None:
+        self.said: dict[tuple[str, ...], int] = {}
+        for sentence in split_sentences(source):
+            for gram, count in _grams(sentence).items():
+                self.said[gram] = max(count, self.said.get(gram, 0))
+
+    def find(self, sentence: str) -> str | None:
+        """The phrase `sentence` loops on (the most repeated, then the longest), else None."""
+        looped = [
+            (count, len(gram), gram)
+            for gram, count in _grams(sentence).items()
+            if count >= LOOP_REPEATS and count > self.said.get(gram, 0)
+        ]
+        return " ".join(max(looped)[2]) if looped else None
+
+
+def repetition(sentence: str, source: str = "") -> str | None:
+    """The phrase `sentence` loops on beyond what `source` says (see `Loops`), else None."""
+    return Loops(source).find(sentence)
 
 
 def _grams(text: str) -> dict[tuple[str, ...], int]:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import SecretStr
 
+from rag.decoding import AnswerCut, Decoding, answer_processors, free_token_ids
 from rag.errors import ConfigError, GenerationError, ModelError
 from rag.models import local_only, pick_device, resolve_model, set_torch_threads
 
@@ -289,9 +290,17 @@ class TransformersLLM:
     text, usage = complete(llm, [Message("user", "Hi")], max_tokens=32, temperature=0.0)
 
     Greedy when temperature is 0. Runs on CUDA when `device` allows and a GPU is present.
+    `decoding` keeps it out of loops and stops it at the answer's sentence limit.
     """
 
-    def __init__(self, model: str | None, *, device: str = "auto", name: str | None = None) -> None:
+    def __init__(
+        self,
+        model: str | None,
+        *,
+        device: str = "auto",
+        name: str | None = None,
+        decoding: Decoding | None = None,
+    ) -> None:
         if not model:
             raise ConfigError(
                 "llm_model must be set for the transformers backend "
@@ -300,14 +309,17 @@ class TransformersLLM:
         self.model = model
         self.requested_device = device
         self.name = name or f"transformers:{model}"
+        self.decoding = decoding or Decoding()
         self._loaded: tuple[Any, Any, str] | None = None
+        self._free: Any = None  # token ids the repetition penalty leaves alone, found on load
         self._lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TransformersLLM:
-        """The model folder and device that `settings` name (and its torch thread count)."""
+        """The model folder, device and decoding that `settings` name (and its thread count)."""
         set_torch_threads(settings.torch_threads)
-        return cls(settings.llm_model, device=settings.device)
+        decoding = Decoding.from_settings(settings)
+        return cls(settings.llm_model, device=settings.device, decoding=decoding)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
@@ -345,10 +357,14 @@ class TransformersLLM:
     def stream(
         self, messages: list[Message], *, max_tokens: int, temperature: float
     ) -> Iterator[Delta | Done]:
-        """Generate in a background thread and yield its text as it is decoded, then Done."""
+        """Generate in a background thread and yield its text as it is decoded, then Done.
+
+        The text ends early at the sentence limit or at a loop (see `Decoding`): what follows is
+        not yielded, and the generation is told to stop.
+        """
         model, tokenizer, device = self._load()
         import torch
-        from transformers import StoppingCriteria, TextIteratorStreamer
+        from transformers import LogitsProcessorList, StoppingCriteria, TextIteratorStreamer
 
         inputs = tokenizer.apply_chat_template(
             [{"role": m.role, "content": m.content} for m in messages],
@@ -365,6 +381,10 @@ class TransformersLLM:
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
                 return torch.full((input_ids.shape[0],), stop.is_set(), device=input_ids.device)
 
+        processors = LogitsProcessorList(
+            answer_processors(self.decoding, prompt_tokens, self._free_ids(tokenizer, device))
+        )
+        cut = AnswerCut(self.decoding.max_sentences, "\n".join(m.content for m in messages))
         pad = tokenizer.pad_token_id
         with ThreadPoolExecutor(1, thread_name_prefix="rag-llm") as pool:
             job = pool.submit(
@@ -375,14 +395,18 @@ class TransformersLLM:
                 **({"temperature": temperature} if temperature > 0 else {}),
                 streamer=streamer,
                 stopping_criteria=[StopWhenAsked()],
+                logits_processor=processors,
                 pad_token_id=tokenizer.eos_token_id if pad is None else pad,
             )
             # A failed generation may never close the streamer: close it so the loop ends.
             job.add_done_callback(lambda done: done.exception() and streamer.end())
             try:
                 for text in streamer:
-                    if text:
-                        yield Delta(text)
+                    kept = cut.feed(text)
+                    if kept:
+                        yield Delta(kept)
+                    if cut.done:
+                        stop.set()
             finally:
                 stop.set()
         try:
@@ -392,8 +416,15 @@ class TransformersLLM:
         eos = model.generation_config.eos_token_id
         stops = set(eos if isinstance(eos, list) else [eos, tokenizer.eos_token_id])
         ended = len(ids) > 0 and int(ids[-1]) in stops
-        finish = "length" if len(ids) >= max_tokens and not ended else "stop"
+        finish = "length" if len(ids) >= max_tokens and not ended and not cut.done else "stop"
         yield Done(Usage(prompt_tokens, len(ids)), finish)
+
+    def _free_ids(self, tokenizer: Any, device: str) -> Any:
+        """The token ids the repetition penalty leaves alone: those without a letter."""
+        with self._lock:
+            if self._free is None:
+                self._free = free_token_ids(tokenizer, device)
+            return self._free
 
 
 class EmbeddedLLM(TransformersLLM):
@@ -403,14 +434,16 @@ class EmbeddedLLM(TransformersLLM):
     text, usage = complete(llm, [Message("user", "Hi")], max_tokens=16, temperature=0.0)
     """
 
-    def __init__(self, *, device: str = "auto") -> None:
-        super().__init__(EMBEDDED_NAME, device=device, name=f"embedded:{EMBEDDED_NAME}")
+    def __init__(self, *, device: str = "auto", decoding: Decoding | None = None) -> None:
+        super().__init__(
+            EMBEDDED_NAME, device=device, name=f"embedded:{EMBEDDED_NAME}", decoding=decoding
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EmbeddedLLM:
-        """The embedded model on the device that `settings` name (and its torch thread count)."""
+        """The embedded model on the device and with the decoding that `settings` name."""
         set_torch_threads(settings.torch_threads)
-        return cls(device=settings.device)
+        return cls(device=settings.device, decoding=Decoding.from_settings(settings))
 
     def _location(self) -> str:
         return str(embedded_model_folder())

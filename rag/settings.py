@@ -112,6 +112,12 @@ class Settings(BaseSettings):
     llm_max_retries: int = Field(2, ge=0, le=10)
     llm_max_tokens: int = Field(384, ge=1, le=32_768)
     llm_temperature: float = Field(0.0, ge=0.0, le=2.0)
+    # Local models only (embedded, transformers; rag.decoding.Decoding): divide the odds of words
+    # the answer already used (1: off), forbid saying any run of n tokens twice (0: off), and end
+    # the answer after this many sentences (0: no limit; the answer prompt asks for at most 4).
+    llm_repetition_penalty: float = Field(1.1, ge=1.0, le=3.0)
+    llm_no_repeat_ngram: int = Field(4, ge=0, le=64)
+    llm_max_sentences: int = Field(4, ge=0, le=1000)
     llm_concurrency: int = Field(4, ge=1, le=256)
     context_chunks: int = Field(5, ge=1, le=50)
     # The LLM's context window in tokens: the prompt's sources are cut to fit it, with room left

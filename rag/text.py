@@ -60,6 +60,28 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+# Markers right after a full stop, read from a position (no anchor).
+_CITATIONS_AFTER = re.compile(rf"(?:{CITATION.pattern}\s*)+[.;,]?\s*")
+
+
+def sentence_starts(text: str) -> list[int]:
+    """Where each sentence of `text` starts, as `split_sentences` cuts it: markers after a full
+    stop belong to the sentence before, and a half-written marker ("[1") starts nothing yet.
+
+    For text that is still being written: the count grows by one as each new sentence begins.
+    """
+    lead = len(text) - len(text.lstrip())
+    starts = [lead] if lead < len(text) else []
+    for end in _SENTENCE_END.finditer(text):
+        at = end.end()
+        markers = _CITATIONS_AFTER.match(text, at)
+        if markers:
+            at = markers.end()
+        if at < len(text) and text[at] != "[":
+            starts.append(at)
+    return starts
+
+
 def marker_numbers(marker: re.Match[str]) -> list[int]:
     """The source numbers of one CITATION match, in the order written."""
     return [int(number) for number in _NUMBER_SEPARATOR.split(marker.group(1))]

@@ -20,7 +20,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from rag.claims import Fact, missing_facts, repetition, text_keys
+from rag.claims import missing_facts, new_phrases, repetition, text_keys, word_stems
 from rag.embedding import Embedder
 from rag.text import CITATION, cited_numbers, split_sentences
 from rag.types import SentenceCheck
@@ -88,9 +88,10 @@ class FactCheckingVerifier:
     even as topic they could lift a false claim over the threshold.
     """
 
-    def __init__(self, embedder: Embedder) -> None:
+    def __init__(self, embedder: Embedder, *, wording: bool = False) -> None:
         self.topic = BiEncoderVerifier(embedder)
-        self.name = f"facts+bi-encoder:{embedder.name}"
+        self.wording = wording
+        self.name = f"facts{'+wording' if wording else ''}+bi-encoder:{embedder.name}"
 
     def support(self, claim: str, passages: list[str]) -> float:
         return self.judge(claim, passages).support
@@ -102,9 +103,12 @@ class FactCheckingVerifier:
         loop = repetition(claim, f"{source}\n{question}")
         if loop:
             return Verdict(0.0, f'the sentence repeats "{loop}" again and again', topic)
-        missing = missing_facts(claim, text_keys(source) | text_keys(question))
-        if missing:
-            return Verdict(0.0, f"the sources do not say {_listed(missing)}", topic)
+        stated = text_keys(source) | text_keys(question)
+        unsaid = [fact.text for fact in missing_facts(claim, stated)]
+        if not unsaid and self.wording:
+            unsaid = new_phrases(claim, word_stems(source) | word_stems(question))
+        if unsaid:
+            return Verdict(0.0, f"the sources do not say {_listed(unsaid)}", topic)
         return Verdict(topic, topic=topic)
 
 
@@ -125,8 +129,8 @@ def without_instructions(passage: str) -> str:
     return " ".join(s for s in sentences if not _INSTRUCTION.search(s))
 
 
-def _listed(facts: list[Fact]) -> str:
-    quoted = [f'"{fact.text}"' for fact in facts[:3]]
+def _listed(texts: list[str]) -> str:
+    quoted = [f'"{text}"' for text in texts[:3]]
     return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + f" or {quoted[-1]}"
 
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from rag.claims import claim_facts, missing_facts, repetition, text_keys
+from rag.claims import (
+    claim_facts,
+    missing_facts,
+    new_phrases,
+    repetition,
+    text_keys,
+    word_stems,
+)
 
 
 def missing(claim: str, source: str, question: str = "") -> list[str]:
@@ -91,3 +98,16 @@ def test_a_loop_repeats_a_phrase_beyond_its_source() -> None:
         is None
     )
     assert repetition("The Broncos beat the Panthers, and the Broncos won the title.") is None
+
+
+def test_new_phrases_are_runs_of_words_the_source_never_uses() -> None:
+    source = "Students do not pay tuition fees, but some extra costs are levied."
+    stated = word_stems(source)
+    assert new_phrases("Students pay no tuition, but extra costs are charged.", stated) == []
+    assert new_phrases(
+        "Students do not pay fees, but the helmeted honeyeater is levied.", stated
+    ) == ["helmeted honeyeater"]
+    # Function words inside a run belong to it; at its ends they do not.
+    assert new_phrases("Costs are levied for the freedom of the ceremony.", stated) == [
+        "freedom of the ceremony"
+    ]

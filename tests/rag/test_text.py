@@ -11,6 +11,7 @@ from rag.text import (
     embedding_text,
     marker_numbers,
     sentence_spans,
+    sentence_starts,
     split_sentences,
 )
 
@@ -102,3 +103,15 @@ def test_sentence_spans_are_offsets_of_the_same_sentences() -> None:
     ]
     assert [text[a:b] for a, b in spans] == split_sentences(text)
     assert sentence_spans("") == [] and sentence_spans(" \n ") == []
+
+
+def test_sentence_starts_count_sentences_as_they_are_written() -> None:
+    text = "The Broncos won. [1] They beat the Panthers 24–10 [1]. Miller was MVP."
+    starts = sentence_starts(text)
+    assert [text[at:].split()[0] for at in starts] == ["The", "They", "Miller"]
+    assert len(starts) == len(split_sentences(text))
+    # While it is written: a full stop and a half-written marker start nothing yet.
+    assert len(sentence_starts("The Broncos won. [")) == 1
+    assert len(sentence_starts("The Broncos won. [1] ")) == 1
+    assert len(sentence_starts("The Broncos won. [1] T")) == 2
+    assert sentence_starts("  ") == []

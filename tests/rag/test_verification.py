@@ -120,12 +120,45 @@ TRUE_SENTENCES = [
 ]
 
 
+@pytest.mark.parametrize("wording", [False, True])
 @pytest.mark.parametrize(("title", "holding", "claim"), TRUE_SENTENCES)
-def test_faithful_sentences_pass(minilm, squad_paragraphs, title, holding, claim) -> None:
+def test_faithful_sentences_pass(minilm, squad_paragraphs, title, holding, claim, wording) -> None:
     passage = paragraph(squad_paragraphs, title, holding)
-    verdict = FactCheckingVerifier(minilm).judge(claim, [passage])
+    verdict = FactCheckingVerifier(minilm, wording=wording).judge(claim, [passage])
     assert verdict.reason == ""
     assert verdict.support >= Settings.load().min_support
+
+
+PHRASE_SWAPS = [
+    # (article, the true span, another answer of the same article, what the reason names)
+    ("Victoria_(Australia)", "some extra costs", "helmeted honeyeater", "helmeted honeyeater"),
+    (
+        "Genghis_Khan",
+        "the need for alliances",
+        "inciting internal revolt",
+        "inciting internal revolt",
+    ),
+    (
+        "Martin_Luther",
+        "Jewish conversion to Christianity",
+        "freedom of ceremony",
+        "freedom of ceremony",
+    ),
+]
+
+
+@pytest.mark.parametrize(("title", "true", "swapped", "named"), PHRASE_SWAPS)
+def test_with_wording_a_swapped_phrase_is_unsupported(
+    minilm, squad_paragraphs, title: str, true: str, swapped: str, named: str
+) -> None:
+    passage = paragraph(squad_paragraphs, title, true)
+    sentence = sentence_with(passage, true)
+    wrong = sentence.replace(true, swapped)
+    strict = FactCheckingVerifier(minilm, wording=True)
+    assert strict.judge(sentence, [passage]).reason == ""
+    assert strict.judge(wrong, [passage]).reason == f'the sources do not say "{named}"'
+    # Facts alone see no number, date or name changed: the topic decides.
+    assert FactCheckingVerifier(minilm).judge(wrong, [passage]).reason == ""
 
 
 def test_a_looping_sentence_is_unsupported(minilm, squad_paragraphs) -> None:
