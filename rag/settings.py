@@ -119,6 +119,10 @@ class Settings(BaseSettings):
     # Calibrated on SQuAD dev by benchmarks/calibrate_thresholds.py (see docs/answers.md).
     min_evidence: float = Field(0.40, ge=-1.0, le=1.0)
     min_support: float = Field(0.46, ge=0.0, le=1.0)
+    # The verifier also flags a sentence with two or more words in a row that neither its cited
+    # sources nor the question use (docs/answers.md: it catches swapped phrases, and flags more
+    # paraphrases); numbers, dates and names are always checked.
+    verify_wording: bool = True
 
     # Threads torch may use for the local models (embedder, reranker, embedded LLM) in this
     # process; None leaves torch's default (one per core). On a shared or busy machine 1 is often
