@@ -9,7 +9,8 @@ true paragraph.
 
 - negative (must be flagged): the gold sentence with its answer span replaced by another
   question's answer from the same article, of the same kind (number for number, date for date,
-  name for name, otherwise any other answer), sharing no word with any gold answer;
+  name for name, otherwise any other answer), sharing no word with any gold answer; two such
+  swaps per gold sentence at most;
 - positive (must pass): the unchanged sentence; the sentence cut to the clause that holds the
   answer; a declarative "question + answer" rewrite ("Von Miller was the Super Bowl 50 MVP.", or
   "<question>: <answer>." where no rule applies), checked without the question and with it.
@@ -44,6 +45,8 @@ from rag.text import split_sentences
 from rag.verification import BiEncoderVerifier, FactCheckingVerifier, Verdict
 
 SEED = 13
+# Two swaps of one gold sentence with different answers: held-out has under 500 date questions.
+SWAPS_PER_QUESTION = 2
 SWAP_KINDS = ("number", "date", "name", "other")
 TRUE_KINDS = ("unchanged", "clause", "declarative", "declarative+question")
 _FUNCTION_TEXT = "a an the of in on at to for and or by with from as his her its their"
@@ -168,8 +171,7 @@ def _article_items(article: dict[str, Any], rng: random.Random) -> Iterable[Item
             others = sorted(
                 {a for a in by_kind[kind] if not _content(a) & taken and a not in golds}
             )
-            if others:
-                other = rng.choice(others)
+            for other in rng.sample(others, min(SWAPS_PER_QUESTION, len(others))):
                 swapped = sentence[:at] + other + sentence[at + len(answer) :]
                 yield Item(kind, False, swapped, context, question, title, other in context)
 
@@ -222,8 +224,8 @@ def main() -> None:
     embedder = SentenceTransformerEmbedder(DEFAULT_EMBEDDER, device="cpu")
     items = build_items(args.squad, args.split, args.per_kind)
     old = BiEncoderVerifier(embedder)
+    facts = FactCheckingVerifier(embedder, wording=False)
     new = FactCheckingVerifier(embedder)
-    strict = FactCheckingVerifier(embedder, wording=True)
     threshold = settings.min_support
     results = {
         "split": args.split,
@@ -232,10 +234,10 @@ def main() -> None:
         "items": {k: sum(1 for i in items if i.kind == k) for k in (*SWAP_KINDS, *TRUE_KINDS)},
         "verifiers": {
             old.name: run(items, lambda i: Verdict(old.support(i.claim, [i.passage])), threshold),
-            new.name: run(items, lambda i: new.judge(i.claim, [i.passage], i.question), threshold),
-            strict.name: run(
-                items, lambda i: strict.judge(i.claim, [i.passage], i.question), threshold
+            facts.name: run(
+                items, lambda i: facts.judge(i.claim, [i.passage], i.question), threshold
             ),
+            new.name: run(items, lambda i: new.judge(i.claim, [i.passage], i.question), threshold),
         },
         "example_items": [asdict(i) for i in items[:: max(1, len(items) // 8)]][:8],
     }

@@ -8,7 +8,8 @@ the two questions of issue 14, one that asks for a list, and questions drawn wit
 from ui/demo_questions.jsonl with the embedded SmolLM2 through the real pipeline, once per
 decoding:
 
-- before: no repetition penalty, no n-gram ban, no sentence limit (the decoding until issue 14);
+- before: no repetition penalty, no n-gram ban, no sentence limit, no stop at a looping sentence
+  (the decoding until issue 14);
 - after: the defaults of rag.decoding.Decoding (settings llm_repetition_penalty,
   llm_no_repeat_ngram, llm_max_sentences).
 
@@ -36,6 +37,7 @@ from ingest.pipeline import IngestJob
 from rag.claims import Loops
 from rag.decoding import Decoding
 from rag.generation import EmbeddedLLM, Message, complete
+from rag.models import set_torch_threads
 from rag.settings import Settings
 from rag.stack import Stack
 from rag.text import CITATION, split_sentences
@@ -48,7 +50,9 @@ ISSUE_QUESTIONS = [
     ("List the earlier Super Bowls mentioned.", []),
 ]
 CONFIGS = {
-    "before": Decoding(repetition_penalty=1.0, no_repeat_ngram=0, max_sentences=0),
+    "before": Decoding(
+        repetition_penalty=1.0, no_repeat_ngram=0, max_sentences=0, stop_at_loops=False
+    ),
     "after": Decoding(),
 }
 
@@ -114,12 +118,17 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
     parser.add_argument("--index-dir", type=Path, default=Path("/tmp/rag-llm-loops"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/llm_loops.json"))
+    # One torch thread: on a shared machine two threads that wait for a busy core stall every step.
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    set_torch_threads(args.threads)
 
     settings = Settings.load(index_dir=args.index_dir, progress=False, rerank=False, device="cpu")
     IngestJob(settings).run_files("demo", demo_files())
     asked = questions(args.questions)
-    results: dict[str, Any] = {"settings": {"llm_max_tokens": settings.llm_max_tokens}}
+    results: dict[str, Any] = {
+        "settings": {"llm_max_tokens": settings.llm_max_tokens, "torch_threads": args.threads}
+    }
     for name in args.configs:
         llm = EmbeddedLLM(device="cpu", decoding=CONFIGS[name])
         with Stack.open(settings, "demo", reranker=None, llm=llm) as stack:

@@ -63,7 +63,7 @@ it its he she they we you i me him her them his hers their our your my who whom 
 when where why how is are was were be been being has have had do does did not no yes so if also
 both either neither each every all any some many most more much such only just even however
 although though because yet still thus hence therefore meanwhile mr mrs ms dr st saint"""
-_FUNCTION_WORDS = frozenset(_FUNCTION_TEXT.split())
+FUNCTION_WORDS = frozenset(_FUNCTION_TEXT.split())
 _LETTERS = re.compile(r"[^\W\d_]+")
 NEW_PHRASE_WORDS = 2
 _CAPITAL = r"[A-Z](?:[\w’'&-]|\.(?=\w))*"
@@ -206,7 +206,7 @@ def _words(text: str) -> list[tuple[str, bool]]:
 def _is_name(word: str) -> bool:
     return (
         word[:1].isupper()
-        and word.lower() not in _FUNCTION_WORDS
+        and word.lower() not in FUNCTION_WORDS
         and word.lower() not in NUMBER_WORDS
         and _month(word) is None
     )
@@ -237,7 +237,7 @@ def _capital_runs(text: str) -> list[tuple[str, ...]]:
     runs = []
     for match in _CAPITAL_RUN.finditer(text):
         words = [w for w in re.findall(r"[\w’'&.-]+", match.group()) if w[:1].isupper()]
-        while words and words[0].lower() in _FUNCTION_WORDS:
+        while words and words[0].lower() in FUNCTION_WORDS:
             words.pop(0)
         if words:
             runs.append(tuple(w.rstrip(".") for w in words))
@@ -276,16 +276,16 @@ def new_phrases(sentence: str, stated: frozenset[str], words: int = NEW_PHRASE_W
     run: list[str] = []
     for word in [*_LETTERS.findall(sentence), ""]:
         lower = word.lower()
-        if word and lower in _FUNCTION_WORDS:
+        if word and lower in FUNCTION_WORDS:
             if run:
                 run.append(word)
             continue
         if word and len(lower) > 2 and _stem(lower) not in stated:
             run.append(word)
             continue
-        content = [w for w in run if w.lower() not in _FUNCTION_WORDS]
+        content = [w for w in run if w.lower() not in FUNCTION_WORDS]
         if len(content) >= words:
-            while run[-1].lower() in _FUNCTION_WORDS:
+            while run[-1].lower() in FUNCTION_WORDS:
                 run.pop()
             found.append(" ".join(run))
         run = []
@@ -304,12 +304,12 @@ def _stem(word: str) -> str:
 # -- degenerate text ---------------------------------------------------------------------------
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
-LOOP_REPEATS = 3
+LOOP_REPEATS = 4
 
 
 class Loops:
     """Finds a loop in a sentence: a phrase of two to four words, one of them not a function
-    word, said three times or more, and more often than any one sentence of `source` says it.
+    word, said four times or more, and more often than any one sentence of `source` says it.
 
     A language model caught in a loop says the same words over and over, often as an endless
     list ("Super Bowl XV, Super Bowl XXII, Super Bowl ..."). Real lists repeat words too ("Ovens
@@ -344,6 +344,6 @@ def _grams(text: str) -> dict[tuple[str, ...], int]:
     for size in (2, 3, 4):
         for start in range(len(tokens) - size + 1):
             gram = tuple(tokens[start : start + size])
-            if any(len(t) > 1 and t.isalnum() and t not in _FUNCTION_WORDS for t in gram):
+            if any(len(t) > 1 and t.isalnum() and t not in FUNCTION_WORDS for t in gram):
                 counts[gram] = counts.get(gram, 0) + 1
     return counts

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from rag.claims import Loops
+from rag.claims import FUNCTION_WORDS, Loops
 from rag.errors import ConfigError
 from rag.text import sentence_starts
 
@@ -27,18 +27,24 @@ if TYPE_CHECKING:
 class Decoding:
     """How a local model keeps out of loops and where it stops, beyond max_tokens and temperature.
 
-    Small models fall into loops ("Super Bowl XXXIII, Super Bowl XV, Super Bowl XXII, ..." for
-    300 tokens). `repetition_penalty` divides the odds of every word the answer already used
-    (not the prompt's words, which a grounded answer should copy; not punctuation, digits or
-    brackets, which every cited sentence repeats); `no_repeat_ngram` (0: off) forbids saying any
-    run of that many tokens twice in the answer; `max_sentences` (0: no limit) ends the answer
-    after that many finished sentences, as the answer prompt asks. A sentence that starts to
-    repeat a phrase beyond what the prompt says (rag.claims.repetition) ends the answer too.
+    Small models fall into loops: "Super Bowl 51, Super Bowl 52, ..." or one sentence over and
+    over, until max_tokens. Measured on 20 demo questions in docs/answers.md.
+
+    - `repetition_penalty` (1: off) divides the odds of each word the answer has used. Not the
+      prompt's words, which a grounded answer should copy; not punctuation, digits, brackets or
+      function words, which every answer repeats.
+    - `no_repeat_ngram` (0: off) forbids saying a run of that many tokens twice in the answer
+      (a run may still end in punctuation, a digit or a bracket: "[1]." ends many sentences).
+    - `max_sentences` (0: no limit) ends the answer after that many finished sentences, as the
+      answer prompt asks (rag.pipeline.MAX_SENTENCES).
+    - `stop_at_loops` ends it where a sentence starts to repeat a phrase beyond what any sentence
+      of the prompt says (rag.claims.Loops).
     """
 
     repetition_penalty: float = 1.1
     no_repeat_ngram: int = 4
     max_sentences: int = 4
+    stop_at_loops: bool = True
 
     def __post_init__(self) -> None:
         if self.repetition_penalty < 1.0:
@@ -64,9 +70,9 @@ class AnswerCut:
     """Reads an answer as it streams and ends it after `max_sentences` finished sentences (0: no
     limit), or as soon as its last sentence loops beyond what `source` (the prompt) says."""
 
-    def __init__(self, max_sentences: int, source: str = "") -> None:
+    def __init__(self, max_sentences: int, source: str = "", stop_at_loops: bool = True) -> None:
         self.max_sentences = max_sentences
-        self.loops = Loops(source)
+        self.loops = Loops(source) if stop_at_loops else None
         self.text = ""
         self.done = False
 
@@ -80,20 +86,26 @@ class AnswerCut:
         if self.max_sentences and len(starts) > self.max_sentences:
             self.done = True
             return self.text[before : starts[self.max_sentences]].rstrip()
-        if self.loops.find(self.text[starts[-1] :] if starts else self.text):
+        if self.loops and self.loops.find(self.text[starts[-1] :] if starts else self.text):
             self.done = True
             return ""
         return piece
 
 
 def free_token_ids(tokenizer: Any, device: str) -> Any:
-    """The ids of tokens without a letter (punctuation, digits, brackets, spaces): every cited
-    sentence repeats them, so the repetition penalty leaves them alone. A torch tensor."""
+    """The ids of tokens any answer repeats: those without a letter (punctuation, digits,
+    brackets: "[1]." closes many sentences) and function words ("the", "was"). The repetition
+    penalty leaves them alone; penalised, "The answer is: The ..." was pushed off its track. A
+    torch tensor."""
     import torch
 
     size = len(tokenizer)
     texts = tokenizer.batch_decode([[i] for i in range(size)])
-    free = [i for i, text in enumerate(texts) if not any(ch.isalpha() for ch in text)]
+    free = [
+        i
+        for i, text in enumerate(texts)
+        if not any(ch.isalpha() for ch in text) or text.strip().lower() in FUNCTION_WORDS
+    ]
     return torch.tensor(free, dtype=torch.long, device=device)
 
 

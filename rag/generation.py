@@ -384,7 +384,8 @@ class TransformersLLM:
         processors = LogitsProcessorList(
             answer_processors(self.decoding, prompt_tokens, self._free_ids(tokenizer, device))
         )
-        cut = AnswerCut(self.decoding.max_sentences, "\n".join(m.content for m in messages))
+        prompt = "\n".join(m.content for m in messages)
+        cut = AnswerCut(self.decoding.max_sentences, prompt, self.decoding.stop_at_loops)
         pad = tokenizer.pad_token_id
         with ThreadPoolExecutor(1, thread_name_prefix="rag-llm") as pool:
             job = pool.submit(

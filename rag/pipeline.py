@@ -68,7 +68,9 @@ class Answerer:
         self.searcher = searcher
         self.llm = llm
         self.settings = settings
-        self.verifier = verifier or FactCheckingVerifier(searcher.embedder)
+        self.verifier = verifier or FactCheckingVerifier(
+            searcher.embedder, wording=settings.verify_wording
+        )
         self._reader = reader
         # Retrieval, evidence and verification use local models and one SQLite connection: one
         # thread at a time. Only the LLM calls, the slow part, overlap when threads share this.

@@ -133,6 +133,10 @@ class Settings(BaseSettings):
     # is refused before any LLM call. In between the LLM answers, with the reader's span as a hint.
     reader_accept: float = Field(0.5, ge=0.0, le=1.0)
     reader_refuse: float = Field(0.1, ge=0.0, le=1.0)
+    # The verifier also flags a sentence with two or more words in a row that neither its cited
+    # sources nor the question use (docs/answers.md: it catches swapped phrases, and flags more
+    # paraphrases); numbers, dates and names are always checked.
+    verify_wording: bool = True
 
     # Threads torch may use for the local models (embedder, reranker, embedded LLM) in this
     # process; None leaves torch's default (one per core). On a shared or busy machine 1 is often

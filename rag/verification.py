@@ -82,13 +82,18 @@ class FactCheckingVerifier:
     verifier.judge("Super Bowl 50 was played in 1998.", [passage]).reason
     # 'the sources do not say "1998"'
 
+    Facts are numbers, dates and names (rag/claims.py); with `wording`, also runs of two or more
+    words that neither the passages nor the question use ("the river Ruhr" where the passage says
+    "the river Aare"): a paraphrase in other words than the sources' may then be flagged, and
+    its reason names the words to check.
+
     A failed claim gets support 0. Passages are data: nothing written in them is followed, only
     their words are compared, and sentences that address a model ("ignore previous
     instructions", "you are now ...") are not read at all: they state nothing about the world, and
     even as topic they could lift a false claim over the threshold.
     """
 
-    def __init__(self, embedder: Embedder, *, wording: bool = False) -> None:
+    def __init__(self, embedder: Embedder, *, wording: bool = True) -> None:
         self.topic = BiEncoderVerifier(embedder)
         self.wording = wording
         self.name = f"facts{'+wording' if wording else ''}+bi-encoder:{embedder.name}"
@@ -114,10 +119,10 @@ class FactCheckingVerifier:
 
 # Sentences written to steer a language model, not to inform a reader.
 _INSTRUCTION = re.compile(
-    r"\b(?:ignore|disregard|forget|override)\b.{0,60}?\b(?:instructions?|prompts?|rules|above)\b"
-    r"|\byou are (?:now|no longer)\b|\bact as\b|\bsystem prompt\b|\bnew instructions?\b"
-    r"|\b(?:mark|treat|rate|score|consider)\b.{0,60}?\bas (?:supported|true|correct|verified)\b",
-    re.IGNORECASE | re.DOTALL,
+    r"\b(?:ignore|disregard|forget|override)\b[^.]{0,40}?\b(?:instructions?|prompts?)\b"
+    r"|\byou are now\b|\bsystem prompt\b|\bnew instructions?\s*:"
+    r"|\b(?:mark|treat|rate|score)\b[^.]{0,40}?\bas (?:supported|verified)\b",
+    re.IGNORECASE,
 )
 
 

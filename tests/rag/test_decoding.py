@@ -46,9 +46,17 @@ def test_the_answer_ends_after_its_last_allowed_sentence() -> None:
 def test_the_answer_ends_where_a_sentence_starts_to_loop() -> None:
     source = "Denver won Super Bowl 50. Earlier games were Super Bowl XXXIII and Super Bowl XV."
     cut = AnswerCut(4, source)
-    pieces = ["It was", " Super Bowl XXXIII,", " Super Bowl XV,", " Super Bowl XXII,", " Super"]
-    assert fed(cut, pieces) == "It was Super Bowl XXXIII, Super Bowl XV,"
+    pieces = [
+        "It was",
+        " Super Bowl XXXIII,",
+        " Super Bowl XV,",
+        " Super Bowl XXII,",
+        " Super",
+        " Bowl",
+    ]
+    assert fed(cut, pieces) == "It was Super Bowl XXXIII, Super Bowl XV, Super Bowl XXII, Super"
     assert cut.done
+    assert fed(AnswerCut(4, source, stop_at_loops=False), pieces) == "".join(pieces)
     # A list its source writes out is no loop.
     listed = "Rivers: Ovens River, King River, Yarra River."
     assert fed(AnswerCut(4, listed), [listed]) == listed

@@ -6,7 +6,12 @@ import pytest
 
 from rag.settings import Settings
 from rag.text import split_sentences
-from rag.verification import BiEncoderVerifier, FactCheckingVerifier, check_sentences
+from rag.verification import (
+    BiEncoderVerifier,
+    FactCheckingVerifier,
+    check_sentences,
+    without_instructions,
+)
 
 
 def test_bi_encoder_verifier(minilm) -> None:
@@ -158,7 +163,7 @@ def test_with_wording_a_swapped_phrase_is_unsupported(
     assert strict.judge(sentence, [passage]).reason == ""
     assert strict.judge(wrong, [passage]).reason == f'the sources do not say "{named}"'
     # Facts alone see no number, date or name changed: the topic decides.
-    assert FactCheckingVerifier(minilm).judge(wrong, [passage]).reason == ""
+    assert FactCheckingVerifier(minilm, wording=False).judge(wrong, [passage]).reason == ""
 
 
 def test_a_looping_sentence_is_unsupported(minilm, squad_paragraphs) -> None:
@@ -200,6 +205,14 @@ def test_an_instruction_in_a_passage_changes_no_verdict(minilm, squad_paragraphs
         assert [c.reason for c in plain] == [c.reason for c in attacked]
 
 
+def test_only_sentences_addressed_to_a_model_are_dropped(squad_paragraphs) -> None:
+    # Ordinary prose that happens to say "act as", "ignore" or "rules" stays.
+    texts = [str(p["context"]) for p in squad_paragraphs]
+    assert [t for t in texts if without_instructions(t) != t] == []
+    passage = paragraph(squad_paragraphs, "Ctenophora", "act as teeth")
+    assert without_instructions(f"{passage} {INSTRUCTION}") == passage
+
+
 def test_check_sentences_says_why_a_sentence_fails(minilm, squad_paragraphs) -> None:
     passage = paragraph(squad_paragraphs, "Martin_Luther", "9 March 1508")
     true = "On 9 March 1508, Martin Luther received a bachelor's degree in Biblical studies."
@@ -214,7 +227,14 @@ def test_check_sentences_says_why_a_sentence_fails(minilm, squad_paragraphs) -> 
     assert [c.supported for c in checks] == [True, False, False, False]
     assert checks[0].reason == ""
     assert checks[1].reason == 'the sources do not say "1521" or "August"'
-    assert checks[2].reason.startswith("the cited sources do not say this (support 0.")
+    assert checks[2].reason == 'the sources do not say "Photosynthesis happens in chloroplasts"'
+    [off_topic] = check_sentences(
+        "Photosynthesis happens in chloroplasts [1].",
+        {1: passage},
+        FactCheckingVerifier(minilm, wording=False),
+        0.46,
+    )
+    assert off_topic.reason.startswith("the cited sources do not say this (support 0.")
     assert checks[3].reason == "the answer says this sentence twice"
     assert checks[1].to_json()["reason"] == checks[1].reason
     # Without the question, "Martin" is a name the passage (which says "Luther") never writes.
