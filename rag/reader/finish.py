@@ -25,7 +25,7 @@ from rag.reader.model import CALIBRATION_FILE, SpanReader
 from rag.squad import article_split, load_squad
 
 if TYPE_CHECKING:
-    from rag.reader.train import TrainOptions
+    from rag.reader.options import TrainOptions
 
 logger = logging.getLogger(__name__)
 

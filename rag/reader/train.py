@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from rag.models import packaged_path
 from rag.reader.data import Example, Paragraph, paragraphs, related_paragraphs, squad_examples
+from rag.reader.options import TrainOptions
 from rag.reader.windows import encode_many, reader_tokenizer, token_span
 from rag.squad import article_split, load_squad
 
@@ -43,26 +44,6 @@ logger = logging.getLogger(__name__)
 BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_OUT = Path(__file__).resolve().parent / "model"
 _DONE = "training-done.json"
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    """What decides the trained weights (the reuse check compares all of these)."""
-
-    squad: str = "../shared/data/squad/dev-v1.1.json"
-    epochs: int = 1
-    learning_rate: float = 1e-4
-    batch_size: int = 16
-    max_length: int = 384
-    stride: int = 128
-    # Share of training questions also read against one paragraph of their article that does
-    # not hold the answer, labelled "no span" ([CLS]): the reader learns what absence looks like.
-    negatives: float = 0.2
-    warmup: float = 0.1
-    weight_decay: float = 0.01
-    seed: int = 13
-    threads: int = 2
-    limit: int = 0  # train on the first N questions only (smoke tests); 0: all
 
 
 @dataclass(frozen=True)
