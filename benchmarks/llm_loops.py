@@ -15,7 +15,8 @@ decoding:
 
 For each answer: tokens generated, whether it loops (a run of four words said three times or
 more, or a sentence that repeats a phrase beyond what any source sentence says), its sentences and
-[n] markers, whether it contains a gold answer, what the verifier flags, and the time. Writes
+[n] markers, whether it contains a gold answer, what the verifier flags and passes (and what it
+would pass on facts alone, without the wording check), and the time. Writes
 benchmarks/results/llm_loops.json (or `--out`).
 """
 
@@ -41,6 +42,7 @@ from rag.models import set_torch_threads
 from rag.settings import Settings
 from rag.stack import Stack
 from rag.text import CITATION, split_sentences
+from rag.verification import FactCheckingVerifier, check_sentences
 from ui.demo import demo_files
 
 ISSUE_QUESTIONS = [
@@ -80,6 +82,11 @@ def normalised(text: str) -> str:
 def answer_row(stack: Stack, question: str, gold: list[str]) -> dict[str, Any]:
     answer = stack.answerer.ask(question)
     sources = "\n".join(c.chunk.text for c in answer.sources)
+    # The same answer checked on facts alone (no wording check), for what wording adds.
+    facts = FactCheckingVerifier(stack.searcher.embedder, wording=False)
+    passages = {c.n: c.chunk.text for c in answer.sources}
+    min_support = stack.answerer.settings.min_support
+    by_facts = check_sentences(answer.text, passages, facts, min_support, question=answer.query)
     loops = Loops(sources)
     sentences = split_sentences(answer.text)
     return {
@@ -94,6 +101,10 @@ def answer_row(stack: Stack, question: str, gold: list[str]) -> dict[str, Any]:
         "cites": bool(CITATION.search(answer.text)),
         "contains_gold": any(normalised(g) in normalised(answer.text) for g in gold),
         "flagged": [s.reason for s in answer.sentences if not s.supported],
+        "supported": [s.text for s in answer.sentences if s.supported],
+        "supported_on_facts_alone": []
+        if answer.refused
+        else [s.text for s in by_facts if s.supported],
     }
 
 
@@ -109,6 +120,9 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "with_markers": sum(r["cites"] for r in answered),
         "contains_gold": sum(r["contains_gold"] for r in rows),
         "generate_s_median": round(statistics.median(r["generate_s"] for r in answered), 2),
+        "sentences_checked": sum(r["sentences"] for r in answered),
+        "supported": sum(len(r["supported"]) for r in answered),
+        "supported_on_facts_alone": sum(len(r["supported_on_facts_alone"]) for r in answered),
     }
 
 

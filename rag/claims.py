@@ -1,14 +1,17 @@
-"""The checkable facts of a sentence (numbers, dates, names) and whether a text states them.
+"""What a sentence claims, and whether a text says it: facts, wording, loops.
 
-    facts = claim_facts("Von Miller made 2½ sacks on February 7, 2016.")
-    # number "2½", month "February", number "7", number "2016", name "Von", name "Miller"
     stated = text_keys(passage) | text_keys(question)
-    missing = [fact for fact in facts if not fact.keys & stated]
+    missing_facts("Von Miller made 3 sacks.", stated)          # [Fact("number", "3", ...)]
+    new_phrases("Costs went to the helmeted honeyeater.", word_stems(passage))
+    # ["helmeted honeyeater"]: two words in a row that the passage never uses
+    Loops(passage).find("Super Bowl XV, Super Bowl XX, Super Bowl X, Super Bowl V")  # "super bowl"
 
 A sentence whose number, date or name is not in the text it cites says something that text does
 not, however close its topic. The checks are exact on normalised forms: `1,234`, `1234.0` and
 `1.234 thousand` are one number, `two` is 2, `3rd` and `third` are 3, `2½` is 2.5; `NFL` is stated
-by "National Football League" and the other way round. Needs nothing but `re` and `decimal`.
+by "National Football League" and the other way round. Wording compares English word stems; a
+loop is a phrase said more often than any one sentence of the source says it. Needs `re`,
+`decimal` and PyStemmer (already a dependency of BM25).
 """
 
 from __future__ import annotations
@@ -198,8 +201,10 @@ def _words(text: str) -> list[tuple[str, bool]]:
     """The words of `text`, each with whether it opens a sentence (so its capital says nothing)."""
     out: list[tuple[str, bool]] = []
     for match in _WORD.finditer(text):
-        before = text[: match.start()].rstrip(" \"'“‘([")
-        out.append((match.group().rstrip("."), not before or before[-1] in ".!?:;\n"))
+        start = match.start()
+        before = text[max(0, start - 16) : start].rstrip(" \"'“‘([")
+        opens = before[-1] in ".!?:;\n" if before else start <= 16
+        out.append((match.group().rstrip("."), opens))
     return out
 
 
@@ -233,7 +238,7 @@ def _names(sentence: str) -> Iterable[Fact]:
 
 def _capital_runs(text: str) -> list[tuple[str, ...]]:
     """Runs of capitalised words ("National Football League", "Bank of England"), each as its
-    capitalised words: "of", "and", "the" inside a run neither break it nor count as initials."""
+    capitalised words: "of", "the", "for" inside a run neither break it nor count as initials."""
     runs = []
     for match in _CAPITAL_RUN.finditer(text):
         words = [w for w in re.findall(r"[\w’'&.-]+", match.group()) if w[:1].isupper()]

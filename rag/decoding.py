@@ -1,7 +1,7 @@
 """Decoding for local models: no loops, and an end at the answer's sentence limit.
 
     decoding = Decoding(repetition_penalty=1.2, max_sentences=4)
-    processors = answer_processors(decoding, prompt_tokens, free_token_ids(tokenizer, "cpu"))
+    processors = answer_processors(decoding, prompt_tokens, common_tokens(tokenizer, "cpu"))
     cut = AnswerCut(decoding.max_sentences, prompt_text)
     for piece in streamed_text:
         yield cut.feed(piece)   # '' once the answer must end; then cut.done is True
@@ -92,28 +92,37 @@ class AnswerCut:
         return piece
 
 
-def free_token_ids(tokenizer: Any, device: str) -> Any:
-    """The ids of tokens any answer repeats: those without a letter (punctuation, digits,
-    brackets: "[1]." closes many sentences) and function words ("the", "was"). The repetition
-    penalty leaves them alone; penalised, "The answer is: The ..." was pushed off its track. A
-    torch tensor."""
+@dataclass(frozen=True)
+class CommonTokens:
+    """Token ids that any answer repeats, as torch tensors: `marks` have no letter (punctuation,
+    digits, brackets: "[1]." ends many sentences), `words` are function words ("the", "was")."""
+
+    marks: Any
+    words: Any
+
+
+def common_tokens(tokenizer: Any, device: str) -> CommonTokens:
+    """The common tokens of `tokenizer`'s vocabulary, found by decoding each token once."""
     import torch
 
-    size = len(tokenizer)
-    texts = tokenizer.batch_decode([[i] for i in range(size)])
-    free = [
-        i
-        for i, text in enumerate(texts)
-        if not any(ch.isalpha() for ch in text) or text.strip().lower() in FUNCTION_WORDS
-    ]
-    return torch.tensor(free, dtype=torch.long, device=device)
+    texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+    marks = [i for i, text in enumerate(texts) if not any(ch.isalpha() for ch in text)]
+    words = [i for i, text in enumerate(texts) if text.strip().lower() in FUNCTION_WORDS]
+    return CommonTokens(
+        torch.tensor(marks, dtype=torch.long, device=device),
+        torch.tensor(words, dtype=torch.long, device=device),
+    )
 
 
-def answer_processors(decoding: Decoding, prompt_tokens: int, free_ids: Any) -> list[Any]:
+def answer_processors(decoding: Decoding, prompt_tokens: int, common: CommonTokens) -> list[Any]:
     """Logits processors for `decoding`, acting on the answer's tokens only (after the prompt):
-    a grounded answer should copy the sources' words, so those are not penalised."""
+    a grounded answer should copy the sources' words, so those are not penalised. The penalty
+    spares all common tokens (penalised, "The answer is: The ..." was pushed off its track); the
+    n-gram ban spares only the marks, so "who was on the" cannot come round a third time."""
     import torch
     from transformers import LogitsProcessor
+
+    spared = torch.cat([common.marks, common.words])
 
     class AnswerRepetitionPenalty(LogitsProcessor):
         """Divides the odds of each word token the answer has used (CTRL's penalty)."""
@@ -134,7 +143,7 @@ def answer_processors(decoding: Decoding, prompt_tokens: int, free_ids: Any) -> 
         def _mask(self, vocabulary: int, device: Any) -> Any:
             if vocabulary not in self.masks:
                 mask = torch.zeros(vocabulary, dtype=torch.bool, device=device)
-                mask[free_ids[free_ids < vocabulary].to(device)] = True
+                mask[spared[spared < vocabulary].to(device)] = True
                 self.masks[vocabulary] = mask
             return self.masks[vocabulary]
 
@@ -143,7 +152,7 @@ def answer_processors(decoding: Decoding, prompt_tokens: int, free_ids: Any) -> 
 
         def __init__(self, n: int) -> None:
             self.n = n
-            self.free = set(free_ids.tolist())
+            self.marks = set(common.marks.tolist())
 
         def __call__(self, input_ids: Any, scores: Any) -> Any:
             for row in range(input_ids.shape[0]):
@@ -155,7 +164,7 @@ def answer_processors(decoding: Decoding, prompt_tokens: int, free_ids: Any) -> 
                     answer[i + self.n - 1]
                     for i in range(len(answer) - self.n + 1)
                     if answer[i : i + self.n - 1] == prefix
-                    and answer[i + self.n - 1] not in self.free
+                    and answer[i + self.n - 1] not in self.marks
                 ]
                 if banned:
                     scores[row, banned] = float("-inf")

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import SecretStr
 
-from rag.decoding import AnswerCut, Decoding, answer_processors, free_token_ids
+from rag.decoding import AnswerCut, CommonTokens, Decoding, answer_processors, common_tokens
 from rag.errors import ConfigError, GenerationError, ModelError
 from rag.models import local_only, pick_device, resolve_model, set_torch_threads
 
@@ -311,7 +311,7 @@ class TransformersLLM:
         self.name = name or f"transformers:{model}"
         self.decoding = decoding or Decoding()
         self._loaded: tuple[Any, Any, str] | None = None
-        self._free: Any = None  # token ids the repetition penalty leaves alone, found on load
+        self._common: CommonTokens | None = None  # found on first use
         self._lock = threading.Lock()
 
     @classmethod
@@ -382,7 +382,7 @@ class TransformersLLM:
                 return torch.full((input_ids.shape[0],), stop.is_set(), device=input_ids.device)
 
         processors = LogitsProcessorList(
-            answer_processors(self.decoding, prompt_tokens, self._free_ids(tokenizer, device))
+            answer_processors(self.decoding, prompt_tokens, self._common_tokens(tokenizer, device))
         )
         prompt = "\n".join(m.content for m in messages)
         cut = AnswerCut(self.decoding.max_sentences, prompt, self.decoding.stop_at_loops)
@@ -420,12 +420,12 @@ class TransformersLLM:
         finish = "length" if len(ids) >= max_tokens and not ended and not cut.done else "stop"
         yield Done(Usage(prompt_tokens, len(ids)), finish)
 
-    def _free_ids(self, tokenizer: Any, device: str) -> Any:
-        """The token ids the repetition penalty leaves alone: those without a letter."""
+    def _common_tokens(self, tokenizer: Any, device: str) -> CommonTokens:
+        """The tokens every answer repeats, which the loop guards spare (rag.decoding)."""
         with self._lock:
-            if self._free is None:
-                self._free = free_token_ids(tokenizer, device)
-            return self._free
+            if self._common is None:
+                self._common = common_tokens(tokenizer, device)
+            return self._common
 
 
 class EmbeddedLLM(TransformersLLM):

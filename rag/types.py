@@ -167,7 +167,7 @@ class SentenceCheck:
     supported: bool
     # True when the LLM cited nothing and the verifier found the supporting source itself.
     inferred: bool = False
-    # Why an unsupported sentence is, in words a person reads ('the sources do not say "1998"').
+    # For an unsupported sentence: why, in words a person reads ('the sources do not say "1998"').
     reason: str = ""
 
     def to_json(self) -> dict[str, object]:

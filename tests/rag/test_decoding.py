@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from rag.claims import Loops
-from rag.decoding import AnswerCut, Decoding, answer_processors
+from rag.decoding import AnswerCut, CommonTokens, Decoding, answer_processors
 from rag.errors import ConfigError
 from rag.generation import Done, EmbeddedLLM, Message
 from rag.pipeline import MAX_SENTENCES, REFUSAL_MARKER
@@ -77,17 +77,17 @@ def test_decoding_settings_are_checked_and_match_the_defaults() -> None:
 
 def test_the_processors_act_on_the_answers_word_tokens_only() -> None:
     prompt = torch.tensor([[4, 5]])  # the prompt's tokens: copying them is fine
-    ids = torch.cat([prompt, torch.tensor([[7, 8, 6, 7, 8, 9, 7, 8]])], dim=1)
-    free = torch.tensor([9])  # say, "[": every cited sentence repeats it
-    penalty, ban = answer_processors(Decoding(repetition_penalty=2.0, no_repeat_ngram=3), 2, free)
-    scores = torch.tensor([[1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0, -2.0, 2.0]])
-    out = penalty(ids, scores.clone())
-    # The answer's word tokens 6, 7 and 8 are penalised; the prompt's 4 and 5 and the free 9 not.
-    assert out[0].tolist() == [1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 1.0, 1.0, -4.0, 2.0]
-    # "7 8" was followed by 6 and by 9: saying "7 8 6" again is forbidden; "7 8 9" (9 is free) and
-    # everything else is not.
+    # Say, 9 is "[" (every cited sentence repeats it) and 3 is "the".
+    common = CommonTokens(marks=torch.tensor([9]), words=torch.tensor([3]))
+    penalty, ban = answer_processors(Decoding(repetition_penalty=2.0, no_repeat_ngram=3), 2, common)
+    scores = torch.tensor([[1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0, -2.0, 2.0]])
+    out = penalty(torch.cat([prompt, torch.tensor([[7, 3, 6, 9]])], dim=1), scores)
+    # The answer's word tokens 6 and 7 are penalised; "the", "[" and the prompt's tokens are not.
+    assert out[0].tolist() == [1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 1.0, 1.0, -2.0, 2.0]
+    # "7 8" was followed by "the" and by "[": saying "7 8 the" again is forbidden, "7 8 [" is not.
+    ids = torch.cat([prompt, torch.tensor([[7, 8, 3, 7, 8, 9, 7, 8]])], dim=1)
     banned = ban(ids, torch.zeros(1, 10))
-    assert banned[0].tolist() == [0.0] * 6 + [float("-inf")] + [0.0] * 3
+    assert banned[0].tolist() == [0.0] * 3 + [float("-inf")] + [0.0] * 6
 
 
 def bowl_messages(question: str) -> tuple[list[Message], str]:
