@@ -44,6 +44,7 @@ logger = logging.getLogger(__name__)
 BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_OUT = Path(__file__).resolve().parent / "model"
 _DONE = "training-done.json"
+_CHECKPOINT = "checkpoint"
 
 
 @dataclass(frozen=True)
@@ -184,10 +185,13 @@ def train_weights(options: TrainOptions, work: Path, progress: bool = True) -> d
         total,
     )
     model.train()
-    history = []
-    bar = tqdm(total=total, desc="training the reader", disable=not progress, unit="step")
-    tokens = 0
-    for epoch in range(options.epochs):
+    resumed = _resume(work, options, model, optimizer, schedule, rng)
+    state: dict[str, Any] = resumed or {"epoch": 0, "history": [], "tokens": 0, "seconds": 0.0}
+    resumed_after = resumed["epoch"] if resumed else None
+    state["cpu_seconds"] = state.get("cpu_seconds", 0.0)
+    done_before = state["epoch"] * steps_per_epoch
+    bar = tqdm(total=total, initial=done_before, desc="training the reader", disable=not progress)
+    for epoch in range(state["epoch"], options.epochs):
         losses = []
         for batch in length_batches(features, options.batch_size, rng):
             loss = model(**_tensors(batch)).loss
@@ -197,38 +201,103 @@ def train_weights(options: TrainOptions, work: Path, progress: bool = True) -> d
             schedule.step()
             optimizer.zero_grad()
             losses.append(loss.item())
-            tokens += sum(len(f.input_ids) for f in batch)
+            state["tokens"] += sum(len(f.input_ids) for f in batch)
             bar.update()
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-        elapsed = time.perf_counter() - began
-        history.append({"epoch": epoch + 1, "loss": round(float(np.mean(losses)), 4)})
+        state["epoch"] = epoch + 1
+        state["history"].append({"epoch": epoch + 1, "loss": round(float(np.mean(losses)), 4)})
+        state["seconds"] += time.perf_counter() - began
+        state["cpu_seconds"] += time.process_time() - cpu_began
+        began, cpu_began = time.perf_counter(), time.process_time()
         logger.info(
             "epoch %d: mean loss %.3f, %.0f s so far, %.0f tokens/s",
             epoch + 1,
             np.mean(losses),
-            elapsed,
-            tokens / elapsed,
+            state["seconds"],
+            state["tokens"] / state["seconds"],
         )
+        if epoch + 1 < options.epochs:
+            _checkpoint(work, options, model, optimizer, schedule, rng, state)
     bar.close()
     target = work / "torch"
     shutil.rmtree(target, ignore_errors=True)
     model.save_pretrained(str(target))
     tokenizer.save_pretrained(str(target))
-    seconds = time.perf_counter() - began
+    shutil.rmtree(work / _CHECKPOINT, ignore_errors=True)
     done = {
         "options": dataclasses.asdict(options),
         "questions": len(examples),
         "questions_with_negative": sum(chosen),
         "windows": len(features),
         "steps": total,
-        "history": history,
-        "seconds": round(seconds, 1),
-        "cpu_seconds": round(time.process_time() - cpu_began, 1),
+        "history": state["history"],
+        "seconds": round(state["seconds"], 1),
+        "cpu_seconds": round(state["cpu_seconds"], 1),
+        "resumed_after_epoch": resumed_after,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "threads": options.threads,
     }
     (work / _DONE).write_text(json.dumps(done, indent=2), encoding="utf-8")
     return done
+
+
+def _checkpoint(
+    work: Path,
+    options: TrainOptions,
+    model: Any,
+    optimizer: Any,
+    schedule: Any,
+    rng: random.Random,
+    state: dict[str, Any],
+) -> None:
+    """Everything needed to go on after a finished epoch as if never stopped (the batch order
+    and dropout of later epochs come from the saved random states)."""
+    import torch
+
+    staging = work / f"{_CHECKPOINT}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    torch.save(
+        {
+            "options": dataclasses.asdict(options),
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(),
+            "rng": rng.getstate(),
+            "torch_rng": torch.get_rng_state(),
+            "state": state,
+        },
+        staging / "state.pt",
+    )
+    shutil.rmtree(work / _CHECKPOINT, ignore_errors=True)
+    staging.rename(work / _CHECKPOINT)
+
+
+def _resume(
+    work: Path,
+    options: TrainOptions,
+    model: Any,
+    optimizer: Any,
+    schedule: Any,
+    rng: random.Random,
+) -> dict[str, Any] | None:
+    """The state of an epoch checkpoint in `work` made with the same options, loaded into the
+    model, optimiser, schedule and random states; None when there is none."""
+    import torch
+
+    path = work / _CHECKPOINT / "state.pt"
+    if not path.is_file():
+        return None
+    saved = torch.load(path, weights_only=False)
+    if saved["options"] != dataclasses.asdict(options):
+        return None
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    schedule.load_state_dict(saved["schedule"])
+    rng.setstate(saved["rng"])
+    torch.set_rng_state(saved["torch_rng"])
+    logger.info("resuming after epoch %d from %s", saved["state"]["epoch"], path)
+    return dict(saved["state"])
 
 
 def trained_weights(options: TrainOptions, work: Path, progress: bool = True) -> dict[str, Any]:
