@@ -12,7 +12,6 @@ batches of questions (batches.py), the OpenAI-compatible endpoint (openai_api.py
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -23,7 +22,6 @@ from starlette.routing import Route
 
 from ingest.uploads import MAX_UPLOAD_BYTES
 from rag.accounts import ACCOUNTS_FILE, Accounts
-from rag.collection import list_collections
 from rag.embedding import Embedder
 from rag.generation import LLM
 from rag.server.batches import batch_runner
@@ -35,6 +33,7 @@ from rag.server.library import Library
 from rag.server.mcp_tools import build_mcp, http_endpoint
 from rag.server.openai_api import router as openai_router
 from rag.server.query import router as query_router
+from rag.server.readiness import readiness_problems
 from rag.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -100,28 +99,11 @@ def create_app(
 
     @app.get("/ready", tags=["service"], response_model=None)
     def ready(request: Request) -> dict[str, Any] | JSONResponse:
-        """Readiness: the index folder (and the accounts file) can be read and written."""
-        problems = _readiness_problems(settings, accounts)
+        """Readiness: the index folder takes writes, every collection opens, and the accounts
+        file (when on) reads; otherwise 503 with one line a problem."""
+        problems = readiness_problems(settings.index_dir, accounts)
         if problems:
             return JSONResponse({"status": "unavailable", "problems": problems}, status_code=503)
         return {"status": "ready", "accounts": accounts is not None}
 
     return app
-
-
-def _readiness_problems(settings: Settings, accounts: Accounts | None) -> list[str]:
-    root = settings.index_dir
-    problems = []
-    if not root.is_dir() or not os.access(root, os.R_OK | os.W_OK | os.X_OK):
-        problems.append(f"index folder {root} is not a folder this server can read and write")
-    else:
-        try:
-            list_collections(root)
-        except OSError as e:
-            problems.append(f"cannot list {root}: {e.strerror or e}")
-    if accounts is not None:
-        try:
-            accounts.users()
-        except Exception as e:  # noqa: BLE001 (any failure means: not ready)
-            problems.append(f"accounts file {accounts.path} cannot be read: {e}")
-    return problems
