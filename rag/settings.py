@@ -166,6 +166,9 @@ class Settings(BaseSettings):
     # only the collections its user owns or was given; off (the default, for local use), the
     # service is open to anyone who can reach its port, as the CLI and the chat are.
     accounts: bool = False
+    # `rag serve`: a server renews its lease on its jobs every quarter of this; a job whose
+    # server on another machine has not renewed it for this long is taken over by a replica.
+    job_lease_s: float = Field(60.0, ge=1.0, le=86_400.0)
 
     progress: bool = True
 

@@ -68,7 +68,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        jobs.resume_orphans()
+        jobs.start()
         async with mcp.session_manager.run():
             yield
         jobs.close()

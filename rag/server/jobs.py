@@ -11,10 +11,15 @@ counted from that file.
 
 The ingest itself is `ingest.pipeline.IngestJob`, the same as `rag ingest`: staged per file and
 published in one transaction, so a server killed mid-job leaves the collection as it was. Records
-live in `<index_dir>/.jobs/` (out of `list_collections`' sight), written atomically. A job left
-"queued" or "running" by a server process that is gone is run again when a server starts on
-that machine (its uploaded files are still there, and staged work is adopted, not redone); a job
-whose files are gone is marked failed. No job is silently lost.
+live in `<index_dir>/.jobs/` (out of `list_collections`' sight), written atomically.
+
+No job is left "running" by a server that is gone. Each server process holds a lease
+(leases.py) that it renews every `job_lease_s / 4` seconds; at start and at every renewal it
+looks for unfinished jobs whose server is gone (a process ended on this machine, or another
+machine's lease not renewed for `job_lease_s`), claims each one so that no two replicas take it,
+and runs it again: an ingest adopts its staged work, a batch skips the questions answered. A job
+whose uploaded files are gone, or whose server stopped `MAX_ATTEMPTS` times while running it (a
+file that brings the server down, say), is marked failed with the reason instead.
 """
 
 from __future__ import annotations
@@ -22,7 +27,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import threading
 import time
 import uuid
@@ -36,11 +40,15 @@ from typing import Any
 from ingest.pipeline import IngestJob, IngestReport
 from rag.embedding import Embedder
 from rag.errors import ConfigError, RagError
+from rag.server.leases import Leases
 from rag.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 JOBS_FOLDER = ".jobs"
+OWNERS_FOLDER = "owners"  # in JOBS_FOLDER: the servers' leases and the claims on jobs
+# Times a job is taken over from a server that stopped while running it before it is failed.
+MAX_ATTEMPTS = 3
 # Progress is written at most this often (and always at the start and end).
 WRITE_EVERY_S = 0.5
 _ID_CHARS = frozenset("0123456789abcdef")
@@ -65,6 +73,7 @@ class JobRecord:
     error: str | None = None
     kind: str = "ingest"  # ingest | batch
     output: str | None = None  # the JSONL file the job appends to (a batch's answers)
+    attempts: int = 0  # times taken over from a server that stopped while running it
 
     @property
     def finished(self) -> bool:
@@ -102,7 +111,10 @@ class Jobs:
         self._embedder = embedder
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest")
         self._lock = threading.Lock()
-        self._owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.leases = Leases(self.folder / OWNERS_FOLDER, settings.job_lease_s)
+        self._owner = self.leases.owner
+        self._stop = threading.Event()
+        self._heartbeat = threading.Thread(target=self._renew, name="job-lease", daemon=True)
         self.runners: dict[str, Runner] = {"ingest": self._ingest}
 
     @staticmethod
@@ -169,27 +181,60 @@ class Jobs:
             if record.collection == collection and record.finished:
                 (self.folder / f"{record.id}.json").unlink(missing_ok=True)
 
-    def resume_orphans(self) -> list[JobRecord]:
-        """Run again the unfinished jobs of server processes on this machine that are gone."""
-        host = socket.gethostname()
-        resumed = []
+    def start(self) -> None:
+        """Take over the jobs of servers that are gone, then keep this server's lease renewed
+        (and keep looking) in the background."""
+        self.resume_orphans()
+        self._heartbeat.start()
+
+    def resume_orphans(self, now: float | None = None) -> list[JobRecord]:
+        """Take over the unfinished jobs whose server is gone: run each again, or mark it failed
+        when it cannot run again. `now` is the storage's time of this server's last renewal."""
+        now = self.leases.renew() if now is None else now
+        taken = []
         for record in self.all():
-            owner_host, _, pid = record.owner.rpartition(":")
-            if record.finished or owner_host != host or _alive(pid):
+            if record.finished:
                 continue
-            missing = [f for f in record.files if not Path(f).is_file()]
-            if missing:
-                self._finish(record, "failed", error="the server stopped and the uploads are gone")
-                continue
-            record = replace(record, state="queued", owner=self._owner, updated_at=_now())
-            self._write(record)
-            logger.warning("resuming ingest job %s into %s", record.id, record.collection)
-            self._pool.submit(self._run, record)
-            resumed.append(record)
-        return resumed
+            attempt, claimer = self.leases.claimer(record.id)
+            why = self.leases.gone(claimer or record.owner, now)
+            if why is not None and self.leases.claim(record.id, attempt + 1):
+                taken.append(self._adopt(record, attempt + 1, why))
+        self.leases.sweep(now)
+        return taken
 
     def close(self) -> None:
+        self._stop.set()
+        if self._heartbeat.is_alive():
+            self._heartbeat.join()
         self._pool.shutdown(wait=True, cancel_futures=False)
+        self.leases.release()
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.leases.ttl_s / 4):
+            try:
+                self.resume_orphans(self.leases.renew())
+            except OSError as e:  # the storage away for a moment: try again next time
+                logger.warning("cannot renew the job lease in %s: %s", self.leases.folder, e)
+
+    def _adopt(self, record: JobRecord, attempt: int, why: str) -> JobRecord:
+        """Run again (or fail) a job claimed from a server that is gone."""
+        record = replace(record, owner=self._owner, attempts=attempt, updated_at=_now())
+        missing = [Path(f).name for f in record.files if not Path(f).is_file()]
+        if missing:
+            error = f"stopped ({why}) and its files are gone ({', '.join(missing)}); submit again"
+        elif attempt > MAX_ATTEMPTS:
+            error = (
+                f"stopped ({why}); its server stopped {attempt} times while running it, "
+                "so it is not run again"
+            )
+        else:
+            record = replace(record, state="queued")
+            self._write(record)
+            logger.warning("%s job %s resumed: %s", record.kind, record.id, why)
+            self._pool.submit(self._run, record)
+            return record
+        logger.warning("%s job %s failed: %s", record.kind, record.id, error)
+        return self._finish(record, "failed", error=error)
 
     # -- running ---------------------------------------------------------------------------
 
@@ -232,21 +277,22 @@ class Jobs:
         error: str | None = None,
         summary: str = "",
         report: dict[str, Any] | None = None,
-    ) -> None:
+    ) -> JobRecord:
         done = record.total if state == "done" else record.done
         if record.output:
             done = _lines(Path(record.output))
-        self._write(
-            replace(
-                record,
-                state=state,
-                done=done,
-                error=error,
-                summary=summary,
-                report=report or {},
-                updated_at=_now(),
-            )
+        finished = replace(
+            record,
+            state=state,
+            done=done,
+            error=error,
+            summary=summary,
+            report=report or {},
+            updated_at=_now(),
         )
+        self._write(finished)
+        self.leases.forget(record.id)
+        return finished
 
     def _write(self, record: JobRecord) -> None:
         """Replace the record's file atomically: a reader sees the old record or the new."""
@@ -281,18 +327,6 @@ def _lines(path: Path) -> int:
             return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
     except OSError:
         return 0
-
-
-def _alive(pid: str) -> bool:
-    if not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _now() -> str:

@@ -3,14 +3,19 @@ packaged MiniLM and the loopback OpenAI-compatible LLM (`server` in tests/confte
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+import pytest
 import uvicorn
 
 from rag.settings import Settings
@@ -74,3 +79,46 @@ def ingest_demo(settings: Settings, embedder: Any, name: str) -> None:
     job = IngestJob(settings, embedder=embedder)
     job.run_files(name, [DEMO / "Super_Bowl_50.md"], metadata={"topic": "sport"})
     job.run_files(name, [DEMO / "Amazon_rainforest.md"], metadata={"topic": "nature"})
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def rag_serve(
+    index_dir: Path, prefix: Sequence[str] = (), env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`rag serve` in its own process (started through `prefix`, such as `unshare ...`, when
+    given) over `index_dir`, until it answers /health; its process and base URL."""
+    port = free_port()
+    command = [*prefix, sys.executable, "-m", "rag.cli", "serve", "--port", str(port)]
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "RAG_DEVICE": "cpu", **(env or {})}
+    log = index_dir.parent / f"serve-{port}.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [*command, "--index-dir", str(index_dir)],
+            cwd=REPO,
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        if process.poll() is not None:
+            pytest.fail(f"rag serve exited: {log.read_text(errors='replace')}")
+        try:
+            return httpx.get(f"{url}/health", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_for(up, 120, "rag serve did not come up", poll_s=0.2)
+        yield process, url
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=60)

@@ -4,61 +4,17 @@ next server on the machine runs it again to the end."""
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import REPO, wait_for
-from tests.server.conftest import DEMO
+from tests.conftest import wait_for
+from tests.server.conftest import DEMO, rag_serve
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def rag_serve(index_dir: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    port = free_port()
-    command = [sys.executable, "-m", "rag.cli", "serve", "--port", str(port)]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "RAG_DEVICE": "cpu"}
-    process = subprocess.Popen(
-        [*command, "--index-dir", str(index_dir)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        if process.poll() is not None:
-            output = process.stdout.read().decode() if process.stdout else ""
-            pytest.fail(f"rag serve exited: {output}")
-        try:
-            return httpx.get(f"{url}/health", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    try:
-        wait_for(up, 120, "rag serve did not come up", poll_s=0.2)
-        yield process, url
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(timeout=60)
 
 
 def test_a_job_killed_with_the_server_is_run_again_by_the_next(tmp_path: Path) -> None:
