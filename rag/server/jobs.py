@@ -213,8 +213,8 @@ class Jobs:
         while not self._stop.wait(self.leases.ttl_s / 4):
             try:
                 self.resume_orphans(self.leases.renew())
-            except OSError as e:  # the storage away for a moment: try again next time
-                logger.warning("cannot renew the job lease in %s: %s", self.leases.folder, e)
+            except Exception:  # a lease left to lapse would give this server's jobs away
+                logger.exception("job lease or takeover in %s failed; next try soon", self.folder)
 
     def _adopt(self, record: JobRecord, attempt: int, why: str) -> JobRecord:
         """Run again (or fail) a job claimed from a server that is gone."""
