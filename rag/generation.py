@@ -89,6 +89,25 @@ class LLM(Protocol):
     ) -> Iterator[Delta | Done]: ...
 
 
+class UnavailableLLM:
+    """Stands in for an LLM that could not be made, so that the small reader still answers
+    (`answer_mode` extractive, or auto when it is sure); a question that needs the LLM fails
+    with the reason it could not be made."""
+
+    name = "none"
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"UnavailableLLM({self.reason!r})"
+
+    def stream(
+        self, messages: list[Message], *, max_tokens: int, temperature: float
+    ) -> Iterator[Delta | Done]:
+        raise GenerationError(f"this question needs an LLM, and none is available: {self.reason}")
+
+
 def complete(
     llm: LLM, messages: list[Message], *, max_tokens: int, temperature: float
 ) -> tuple[str, Usage | None]:

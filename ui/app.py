@@ -29,7 +29,7 @@ from rag.accounts import ACCOUNTS_FILE, Accounts, User
 from rag.collection import Collection, list_collections
 from rag.errors import CollectionError, RagError
 from rag.filters import glob_escape
-from rag.generation import LLM, LLM_BACKENDS, Message
+from rag.generation import LLM, LLM_BACKENDS, Message, UnavailableLLM
 from rag.retrieval import SEARCH_MODES
 from rag.settings import ANSWER_MODES, Settings
 from rag.types import AnswerDone, AnswerToken, SourcesFound
@@ -512,7 +512,7 @@ def main() -> None:
     question = UserMessage(query)
     show_message(question, len(history))
     reply: AssistantReply | ErrorMessage
-    if llm is None:
+    if llm is None and tuned.answer_mode == "llm":
         reply = error_message(llm_error or "no LLM")
         show_message(reply, len(history) + 1)
     elif not query.strip():
@@ -521,7 +521,9 @@ def main() -> None:
     else:
         if off_reason:
             shown.add(off_reason)
-        reply = ask(engine, llm, tuned, query, conversation(history), shown, len(history) + 1)
+        # Without an LLM the small reader still answers what it is sure of.
+        model = llm if llm is not None else UnavailableLLM(llm_error or "no LLM")
+        reply = ask(engine, model, tuned, query, conversation(history), shown, len(history) + 1)
         if isinstance(reply, AssistantReply):
             shown.update(reply.notices)
     history.extend([question, reply])

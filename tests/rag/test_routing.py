@@ -13,7 +13,8 @@ from click.testing import CliRunner
 from ingest.pipeline import IngestJob
 from rag.cli import cli
 from rag.collection import Collection
-from rag.generation import Delta, Done, Message, Usage
+from rag.errors import GenerationError
+from rag.generation import LLM, Delta, Done, Message, UnavailableLLM, Usage
 from rag.pipeline import REFUSAL_TEXT, Answerer
 from rag.reader import Span, SpanReader
 from rag.retrieval import Searcher
@@ -51,7 +52,7 @@ def super_bowl(tmp_path_factory, squad_paragraphs, minilm):
     collection.close()
 
 
-def answerer(super_bowl, llm: RecordingLLM, **changes: object) -> Answerer:
+def answerer(super_bowl, llm: LLM, **changes: object) -> Answerer:
     searcher, settings = super_bowl
     tuned = settings.model_copy(update=changes)
     return Answerer(searcher, llm, tuned, reader=SpanReader.packaged())
@@ -145,6 +146,19 @@ def test_extractive_mode_answers_without_an_llm(super_bowl) -> None:
     answer = answerer(super_bowl, llm, answer_mode="extractive").ask(MVP)
     assert llm.calls == [] and answer.answered_by == "reader"
     assert "Cam Newton" in answer.text
+
+
+def test_with_no_llm_at_all_the_reader_still_answers_and_the_llm_route_says_why(
+    super_bowl,
+) -> None:
+    # What the chat does when no LLM can be made: the reader answers what it is sure of; a
+    # question the LLM would have to answer fails with the reason, in one line.
+    missing = UnavailableLLM("cannot reach http://127.0.0.1:9/v1")
+    answer = answerer(super_bowl, missing, answer_mode="extractive").ask(MVP)
+    assert answer.answered_by == "reader" and "Cam Newton" in answer.text
+    unsure = answerer(super_bowl, missing, reader_accept=1.0, reader_refuse=0.0)
+    with pytest.raises(GenerationError, match="needs an LLM, and none is available: cannot reach"):
+        unsure.ask(MVP)
 
 
 def test_reader_answer_text_cites_its_source() -> None:

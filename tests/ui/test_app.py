@@ -227,6 +227,22 @@ def test_llm_that_cannot_be_made_is_one_error(
     assert app.error[0].value.startswith(plain("llm_model must be set for the transformers"))
 
 
+def test_without_an_llm_the_small_reader_still_answers(
+    app: AppTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RAG_LLM_MODEL")
+    monkeypatch.setenv("RAG_ANSWER_MODE", "extractive")
+    # However unsure the reader is, it answers: what is under test is that no LLM is needed.
+    monkeypatch.setenv("RAG_READER_REFUSE", "0")
+    app.run()
+    app.selectbox[1].set_value("transformers").run()  # no llm_model set for it
+    assert any(caption.value.startswith("LLM unavailable: ") for caption in app.sidebar.caption)
+    ask(app, SUPER_BOWL)
+    assert not app.error
+    reply = app.chat_message[-1]
+    assert reply.caption[0].value.startswith(plain("Answered by the small reader"))
+
+
 def test_empty_question_is_one_error_and_the_app_stays_usable(app: AppTest) -> None:
     ask(app.run(), "   ")
     assert [error.value for error in app.error] == ["the query is empty"]
