@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 from typing import Any
 
 import click
@@ -29,6 +30,10 @@ def _quiet_libraries(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s: %(message)s"
     )
+    if not verbose:
+        # Deprecation notices for the libraries' next versions (transformers' gradient
+        # checkpointing during `rag tune`, for one): nothing a user of this tool can act on.
+        warnings.filterwarnings("ignore", category=FutureWarning)
     for name in ("transformers", "sentence_transformers", "bm25s", "faiss", "pypdf", "httpx"):
         logging.getLogger(name).setLevel(logging.ERROR)
     try:

@@ -19,7 +19,7 @@ from rag.cli.options import (
     progress_setting,
     settings_options,
 )
-from rag.tune import RERANKER_ARCHS, RERANKER_LOSSES, SYNTHETIC_SOURCES
+from rag.tune import RARE_SHARE, RERANKER_ARCHS, RERANKER_LOSSES, SYNTHETIC_SOURCES
 
 
 def tune_options(func: F) -> F:
@@ -61,6 +61,15 @@ def tune_options(func: F) -> F:
                 default=2000,
                 show_default=True,
                 help="Synthetic queries to make (one per sampled chunk).",
+            ),
+            click.option(
+                "--drop-rare",
+                "rare_share",
+                type=click.FloatRange(0.0, 0.9),
+                default=RARE_SHARE,
+                show_default=True,
+                help="Self-supervised queries: the share of a cut-out sentence's distinct words "
+                "dropped from its query, rarest first.",
             ),
             click.option("--base", help="Model to start from (hub id or folder)."),
             click.option("--epochs", type=float, default=1.0, show_default=True),

@@ -29,10 +29,11 @@ evaluated like a finished run.
 
 from rag.tune.commands import TuneReport, tune_reranker, tune_retriever
 from rag.tune.options import RERANKER_ARCHS, RERANKER_LOSSES, TuneOptions
-from rag.tune.queries import SYNTHETIC_SOURCES
+from rag.tune.queries import RARE_SHARE, SYNTHETIC_SOURCES
 from rag.tune.trainers import TuneInterrupted
 
 __all__ = [
+    "RARE_SHARE",
     "RERANKER_ARCHS",
     "RERANKER_LOSSES",
     "SYNTHETIC_SOURCES",

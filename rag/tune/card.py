@@ -85,7 +85,8 @@ def write_card(folder: Path, card: dict[str, Any]) -> None:
         f"- interrupted: {training['interrupted']}, kept checkpoint: "
         f"{training['best_checkpoint'] or 'the final model'}",
         "",
-        "## Held-out metrics (nDCG@10, document level)",
+        "## Held-out metrics (nDCG@10; by document, or by passage for questions and cut-out "
+        "sentences)",
         "",
         "```json",
         json.dumps(card["metrics"], indent=2),

@@ -27,7 +27,9 @@ from rag.rerank import MAXSIM, CrossEncoderReranker, Fusion, MaxSimReranker
 from rag.retrieval import Searcher, index_params
 from rag.settings import DEFAULT_EMBEDDER, Settings
 from rag.text import embedding_text
+from rag.token_cache import TokenCache
 from rag.tune.card import model_card, write_card
+from rag.tune.cloze import cloze_candidates, stored_vectors
 from rag.tune.dataset import positive_texts, prepare
 from rag.tune.heldout import dense_ndcg, evaluate_reranking, held_out_candidates, reranking_samples
 from rag.tune.options import TuneOptions
@@ -94,7 +96,10 @@ def _tune_reranker(
     work = collection.path / "tune" / "reranker"
     base = options.base or DEFAULT_EMBEDDER
     data = prepare(searcher, work, "reranker", base, options, settings)
-    candidates = held_out_candidates(searcher, data.held_out, settings.rerank_depth)
+    if any(query.cut for query in data.held_out):
+        candidates = cloze_candidates(searcher, data.held_out, settings.rerank_depth)
+    else:
+        candidates = held_out_candidates(searcher, data.held_out, settings.rerank_depth)
     samples = reranking_samples(candidates, positive_texts(collection, data.held_out))
     started = time.perf_counter()
     target = collection.model_dir("reranker")
@@ -110,13 +115,15 @@ def _tune_reranker(
     reranker: CrossEncoderReranker | MaxSimReranker
     if options.arch == MAXSIM:
         reranker = MaxSimReranker.from_model(model, str(target), device=settings.device)
+        # Held-out queries share passages: each is encoded once.
+        reranker.cache = TokenCache(work / "held-out-tokens.sqlite", str(target))
     else:
         reranker = CrossEncoderReranker.from_model(
             model, str(target), device=settings.device, max_length=options.max_length
         )
     seconds = time.perf_counter() - started
     scores = evaluate_reranking(candidates, reranker, settings.rrf_k, progress=settings.progress)
-    beats = scores.fused > scores.first_stage
+    beats = scores.helps
     card = model_card(
         "reranker", collection, base, options, data, state, seconds, samples=len(samples)
     )
@@ -148,14 +155,17 @@ def _tune_reranker(
         shutil.rmtree(work, ignore_errors=True)
     detail = (
         f"held-out nDCG@10 {scores.first_stage:.4f} without reranking, "
-        f"{scores.reranker:.4f} reranked, {scores.fused:.4f} fused at weight {scores.weight}"
+        f"{scores.reranker:.4f} reranked, {scores.fused:.4f} fused at weight {scores.weight}; "
+        f"gain {scores.gain:+.4f} (95 % interval {scores.gain_low:+.4f} to "
+        f"{scores.gain_high:+.4f})"
     )
     message = _outcome(
         state,
         beats,
         options.register,
-        refused=f"the tuned reranker does not beat no reranking on {scores.queries} "
-        f"held-out queries ({detail}); saved at {target}",
+        refused=f"the tuned reranker is not clearly better than no reranking on "
+        f"{scores.queries} held-out queries, so search stays as it was ({detail}); "
+        f"saved at {target}",
         registered=f"registered reranker for {name!r}: {detail}; model at {target}",
         trained=f"{detail}; model at {target}",
     )
@@ -191,7 +201,7 @@ def tune_retriever(
             backend=settings.embed_backend,
         )
         keys, vectors = _reembed(collection, tuned, work / "vectors", settings.progress)
-        old_keys, old_vectors = _stored_vectors(collection)
+        old_keys, old_vectors = stored_vectors(collection)
         chunk_of = chunks_by_key(collection)
         texts = [query.text for query in data.held_out]
         before = dense_ndcg(
@@ -301,8 +311,3 @@ def _model_stamp(folder: str) -> str:
     for path in sorted(Path(folder).glob("*.safetensors")):
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
-
-
-def _stored_vectors(collection: Collection) -> tuple[np.ndarray, np.ndarray]:
-    parts = list(collection.store.live_vectors(collection.embedder.dimension))
-    return np.concatenate([k for k, _ in parts]), np.concatenate([v for _, v in parts])

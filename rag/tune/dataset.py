@@ -138,7 +138,9 @@ def _queries(searcher: Searcher, options: TuneOptions, settings: Settings) -> li
         return llm_queries(
             collection, llm, options.max_queries, options.seed, progress=settings.progress
         )
-    return self_supervised_queries(collection, options.max_queries, options.seed)
+    return self_supervised_queries(
+        collection, options.max_queries, options.seed, rare_share=options.rare_share
+    )
 
 
 def _fingerprint(kind: str, base: str, options: TuneOptions, collection: Collection) -> str:

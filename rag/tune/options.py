@@ -11,7 +11,7 @@ from pathlib import Path
 
 from rag.errors import ConfigError
 from rag.rerank import CROSS_ENCODER, MAXSIM
-from rag.tune.queries import SYNTHETIC_SOURCES
+from rag.tune.queries import RARE_SHARE, SYNTHETIC_SOURCES
 
 # Name -> what it is. The CLI's choices come from these keys.
 RERANKER_LOSSES: dict[str, str] = {
@@ -39,6 +39,7 @@ class TuneOptions:
     questions_file: Path | None = None
     synthetic: str = "auto"
     max_queries: int = 2000
+    rare_share: float = RARE_SHARE
     base: str | None = None
     arch: str = MAXSIM
     loss: str = "mnrl"
@@ -79,5 +80,9 @@ class TuneOptions:
         for name in ("max_queries", "negatives", "held_out_max", "eval_queries", "evals"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0.0 <= self.rare_share < 1.0:
+            raise ConfigError(
+                f"the share of rare words to drop must be in [0, 1), got {self.rare_share}"
+            )
         if self.epochs <= 0 or (self.max_steps is not None and self.max_steps < 1):
             raise ConfigError("epochs and max_steps must be positive")

@@ -6,8 +6,8 @@
 
 Queries come from labels (BEIR queries.jsonl + qrels .tsv), from a questions file with gold
 passages, from the configured LLM (a question written for a passage, InPars / Promptagator style),
-or self-supervised (the title of a document, or one of its sentences cut out of the passage, as the
-pseudo-query of that passage).
+or self-supervised (the title of a document, or one of its sentences cut out of the passage with its
+rarest words dropped, as the pseudo-query of that passage).
 """
 
 from __future__ import annotations
@@ -15,13 +15,16 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import random
 import re
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 import numpy as np
+from bm25s.stopwords import STOPWORDS_EN
 from tqdm import tqdm
 
 from rag.collection import Collection
@@ -42,8 +45,16 @@ logger = logging.getLogger(__name__)
 SYNTHETIC_SOURCES: dict[str, str] = {
     "auto": "the LLM when llm_backend is not 'embedded', else self-supervised",
     "llm": "a question the configured LLM writes for each sampled passage",
-    "self": "the document title or a sentence cut out of the passage",
+    "self": "the document title, or a sentence cut out of the passage with its rarest words "
+    "dropped",
 }
+# Share of a cut-out sentence's distinct content words dropped from its query, rarest first.
+RARE_SHARE = 0.5
+TITLE_ORIGIN = "self-title"
+SPACE_BEFORE_MARK = re.compile(r"\s+([,.;:!?])")
+WORD = re.compile(r"\w+(?:[-'.]\w+)*")
+# Words too common to say anything about a passage (bm25s's English list, the one BM25 uses).
+STOPWORDS = frozenset(STOPWORDS_EN)
 
 
 @dataclass(frozen=True)
@@ -55,10 +66,12 @@ class TrainQuery:
     text: str
     positives: tuple[int, ...]
     relevant: frozenset[str]
-    origin: str  # "labelled" | "questions" | "llm" | "self"
+    origin: str  # "labelled" | "questions" | "llm" | "self" | "self-title"
     # The positive's text when it differs from the stored chunk (a cut-out sentence removed).
     positive_text: str | None = None
     passages: bool = False
+    # The sentence cut out of the passage, for a query made from one.
+    cut: str | None = None
 
     def unit(self, chunk: Chunk) -> str:
         """What relevance is judged on for this query: the chunk's document, or the chunk."""
@@ -233,13 +246,27 @@ def question_queries(searcher: Searcher, questions: Sequence[Question]) -> list[
 # -- synthetic queries --------------------------------------------------------------------------
 
 
-def self_supervised_queries(collection: Collection, limit: int, seed: int = 0) -> list[TrainQuery]:
+def self_supervised_queries(
+    collection: Collection, limit: int, seed: int = 0, rare_share: float = RARE_SHARE
+) -> list[TrainQuery]:
     """A pseudo-query per sampled chunk: the document title (cut from the passage when it opens
-    it), else one of its sentences, cut out of the passage (inverse cloze task)."""
+    it), else one of its sentences cut out of the passage (inverse cloze task) with its rarest
+    words dropped (`rare_share` of its distinct content words, fewest chunks first).
+
+    A sentence cut out as it stands is found by the first stage almost every time, because the
+    indexed chunk still holds it word for word: such queries teach little and guard nothing. With
+    the words that only this passage and a few others use taken away, what is left has to be
+    matched by meaning, as a person's question is. A sentence query is judged by passage: the
+    chunks of its document that hold the sentence are relevant, the document's others are not."""
     rng = random.Random(seed)
     keys, texts = collection.store.live_texts()
     titles = {doc.source: doc.title for doc in collection.store.documents()}
-    sources = _sources_of(collection, [int(key) for key in keys])
+    chunks = collection.store.chunks([int(key) for key in keys])
+    sources = {key: chunk.source for key, chunk in chunks.items()}
+    rarity = _chunk_frequencies(texts)
+    by_source: dict[str, list[int]] = {}
+    for index, key in enumerate(keys):
+        by_source.setdefault(sources[int(key)], []).append(index)
     order = rng.sample(range(len(keys)), k=min(limit, len(keys)))
     seen_titles: set[str] = set()
     found: list[TrainQuery] = []
@@ -247,31 +274,64 @@ def self_supervised_queries(collection: Collection, limit: int, seed: int = 0) -
         key, text = int(keys[index]), texts[index]
         source = sources[key]
         title = titles.get(source, "").strip()
-        query, passage = None, text
         usable_title = (
             title and title not in seen_titles and len(title.split()) >= 4 and title != source
         )
         if usable_title and rng.random() < 0.5:
-            query = title
             seen_titles.add(title)
-            if text.startswith(title):
-                passage = text[len(title) :].strip()
-        else:
-            # A sentence joined with the marker after it across a line break is not in the
-            # text as written, so it could not be cut out of it.
-            sentences = [
-                s for s in split_sentences(text) if 5 <= len(s.split()) <= 40 and s in text
-            ]
-            if len(sentences) >= 2:
-                query = rng.choice(sentences)
-                passage = " ".join(text.replace(query, " ").split())
-        if query and len(passage.split()) >= 10:
-            found.append(
-                TrainQuery(
-                    f"self-{key}", query, (key,), frozenset({source}), "self", positive_text=passage
+            passage = text[len(title) :].strip() if text.startswith(title) else text
+            if len(passage.split()) >= 10:
+                found.append(
+                    TrainQuery(
+                        f"self-{key}", title, (key,), frozenset({source}), TITLE_ORIGIN, passage
+                    )
                 )
-            )
+            continue
+        # From the chunk's own text, not its context line; a sentence joined with the marker
+        # after it across a line break is not in the text as written, so it could not be cut
+        # out of it, and one that runs across lines is a heading run into its paragraph.
+        sentences = [
+            s
+            for s in split_sentences(chunks[key].text)
+            if 5 <= len(s.split()) <= 40 and s in text and "\n" not in s
+        ]
+        if len(sentences) < 2:
+            continue
+        sentence = rng.choice(sentences)
+        query = without_rare_words(sentence, rarity, rare_share)
+        passage = " ".join(text.replace(sentence, " ").split())
+        if query is None or len(passage.split()) < 10:
+            continue
+        relevant = frozenset(
+            chunks[int(keys[i])].id for i in by_source[source] if sentence in texts[i]
+        )
+        found.append(
+            TrainQuery(f"self-{key}", query, (key,), relevant, "self", passage, True, sentence)
+        )
     return found
+
+
+def without_rare_words(sentence: str, rarity: Mapping[str, int], share: float) -> str | None:
+    """The sentence without its rarest content words (`share` of the distinct ones, at least one,
+    fewest chunks first), or None when fewer than three content words would be left."""
+    words = WORD.findall(sentence)
+    content = sorted(
+        {w.lower() for w in words if w.lower() not in STOPWORDS},
+        key=lambda w: (rarity.get(w, 0), w),
+    )
+    drop = set(content[: max(1, math.ceil(share * len(content)))]) if share > 0 else set()
+    if len(content) - len(drop) < 3:
+        return None
+    kept = WORD.sub(lambda m: "" if m.group(0).lower() in drop else m.group(0), sentence)
+    return SPACE_BEFORE_MARK.sub(r"\1", " ".join(kept.split()))
+
+
+def _chunk_frequencies(texts: Sequence[str]) -> Counter[str]:
+    """In how many chunks each lower-cased word occurs."""
+    counts: Counter[str] = Counter()
+    for text in texts:
+        counts.update({w.lower() for w in WORD.findall(text)})
+    return counts
 
 
 def llm_queries(

@@ -13,6 +13,7 @@ from rag.tune.heldout import (
     dense_ndcg,
     evaluate_reranking,
     held_out_candidates,
+    query_ndcg,
     split_held_out,
 )
 from rag.tune.queries import TrainQuery
@@ -56,6 +57,57 @@ def test_held_out_scoring_picks_a_fusion_weight_and_guards_against_no_gain() -> 
     # Nothing gained: the best fusion is the first stage itself (weight 0), which the guard
     # (fused > first stage) refuses to register.
     assert flat.fused == flat.first_stage and flat.weight == 0.0
+
+
+class _Relevant:
+    """Knows each query's relevant passage (the query names it)."""
+
+    def score(self, query: str, texts: Sequence[str]) -> list[float]:
+        return [1.0 if text == f"text {query}" else 0.0 for text in texts]
+
+
+class _Noisy:
+    """Scores at random: a reranker that knows nothing."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def score(self, query: str, texts: Sequence[str]) -> list[float]:
+        return self.rng.random(len(texts)).tolist()
+
+
+def _many(count: int) -> list[Candidates]:
+    """`count` queries whose relevant passage the first stage ranks first (three in four) or
+    third of five."""
+    units = ("a", "b", "c", "d", "e")
+    return [
+        Candidates(
+            TrainQuery(str(n), unit, (1,), frozenset({unit}), "self"),
+            tuple(f"text {u}" for u in units),
+            units,
+        )
+        for n, unit in enumerate("c" if n % 4 == 0 else "a" for n in range(count))
+    ]
+
+
+def test_the_guard_wants_a_gain_it_can_trust() -> None:
+    candidates = _many(60)
+    right = evaluate_reranking(candidates, _Relevant(), progress=False)
+    assert right.first_stage == 0.875 and right.fused == 1.0
+    assert right.gain == 0.125 and 0.0 < right.gain_low < right.gain_high and right.helps
+    # A reranker that knows nothing: the best of eleven fusion weights may still look better on
+    # the queries that chose it, but not on the other half; the guard refuses it.
+    for seed in range(5):
+        noise = evaluate_reranking(candidates, _Noisy(seed), progress=False)
+        assert not noise.helps and noise.gain_low <= 0.0, (seed, noise)
+    assert set(right.to_json()) >= {"gain", "gain_interval", "helps"}
+
+
+def test_query_ndcg_counts_a_unit_once_at_its_best_place() -> None:
+    assert query_ndcg(["a", "b"], frozenset({"a"})) == 1.0
+    assert query_ndcg(["b", "b", "a"], frozenset({"a"})) == 1 / np.log2(3)
+    assert query_ndcg(["b"] * 3 + [str(n) for n in range(20)], frozenset({"a"})) == 0.0
+    assert query_ndcg(["a"], frozenset()) == 0.0
 
 
 def _chunk(n: int, source: str) -> Chunk:

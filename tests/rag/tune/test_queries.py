@@ -17,6 +17,7 @@ from rag.retrieval import Searcher
 from rag.tune.heldout import held_out_candidates
 from rag.tune.negatives import mine_negatives
 from rag.tune.queries import (
+    WORD,
     _clean_query,
     labelled_queries,
     question_queries,
@@ -24,6 +25,7 @@ from rag.tune.queries import (
     read_queries,
     self_supervised_queries,
     source_matcher,
+    without_rare_words,
 )
 
 
@@ -51,12 +53,33 @@ def test_llm_replies_become_queries_or_are_dropped() -> None:
 
 def test_self_supervised_queries_cut_the_query_out(hashed) -> None:
     searcher, _ = hashed
-    queries = self_supervised_queries(searcher.collection, limit=20, seed=1)
+    collection = searcher.collection
+    queries = self_supervised_queries(collection, limit=20, seed=1)
     assert len(queries) >= 10
+    keys, _ = collection.store.live_texts()
+    chunks = {chunk.id: chunk for chunk in collection.store.chunks(keys.tolist()).values()}
     for query in queries:
         assert query.origin == "self" and len(query.positives) == 1
-        assert query.positive_text and query.text not in query.positive_text
-    assert self_supervised_queries(searcher.collection, limit=20, seed=1) == queries
+        # The sentence is gone from the positive; the query is that sentence less its rarest
+        # words, and it is judged by passage: the chunks that hold the sentence.
+        assert query.cut and query.positive_text and query.cut not in query.positive_text
+        assert query.passages and query.relevant
+        assert all(query.cut in chunks[chunk_id].text for chunk_id in query.relevant)
+        kept, cut = WORD.findall(query.text), WORD.findall(query.cut)
+        assert 3 <= len(kept) < len(cut) and set(kept) <= set(cut)
+    assert self_supervised_queries(collection, limit=20, seed=1) == queries
+    whole = self_supervised_queries(collection, limit=20, seed=1, rare_share=0.0)
+    assert [query.text for query in whole] == [query.cut for query in whole]
+
+
+def test_the_rarest_words_go_first() -> None:
+    rarity = {"tesla": 1, "alternating": 2, "current": 9, "motor": 5, "built": 30, "first": 40}
+    sentence = "Tesla built the first alternating current motor."
+    assert without_rare_words(sentence, rarity, 0.5) == "built the first current."
+    assert without_rare_words(sentence, rarity, 0.2) == "built the first current motor."
+    assert without_rare_words(sentence, rarity, 0.0) == sentence
+    # Fewer than three content words left: no query.
+    assert without_rare_words("Tesla built motors.", rarity, 0.5) is None
 
 
 def test_labelled_queries_map_qrels_to_chunks_and_negatives_avoid_them(
