@@ -72,9 +72,7 @@ def force_held_out_gain(monkeypatch: pytest.MonkeyPatch, gain: bool) -> None:
     def forced(candidates, reranker, *args, **kwargs) -> RerankScores:
         scores = real(candidates, reranker, *args, **kwargs)
         if gain:
-            return replace(
-                scores, first_stage=0.25, fused=0.75, weight=0.5, gain=0.5, gain_low=0.4
-            )
+            return replace(scores, first_stage=0.25, fused=0.75, weight=0.5, gain=0.5, gain_low=0.4)
         return replace(
             scores, first_stage=0.5, fused=0.5, weight=0.0, gain=0.0, gain_low=-0.1, gain_high=0.1
         )
