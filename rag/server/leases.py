@@ -28,6 +28,8 @@ import socket
 import uuid
 from pathlib import Path
 
+from rag.processes import exists
+
 LEASE = ".lease"
 CLAIM = ".claim"
 
@@ -139,18 +141,8 @@ def _started(pid: int) -> str | None:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
-        return "" if not Path("/proc/self").exists() and _exists(pid) else None
+        return "" if not Path("/proc/self").exists() and exists(pid) else None
     return None if fields[0] == "Z" else fields[19]
-
-
-def _exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, under another user
-        return True
-    return True
 
 
 def _boot_id() -> str:

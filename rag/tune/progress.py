@@ -19,27 +19,13 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from rag.processes import alive
+
 PROGRESS_FILE = Path("tune") / "reranker-progress.json"
 # Stages a run goes through, in order; a finished run's stage is its outcome instead.
 STAGES = ("preparing", "training", "measuring", "warming")
 # Between two writes of the training step, at least this long: the file is for people.
 MIN_INTERVAL_S = 2.0
-
-
-def _alive(pid: int) -> bool:
-    """Whether process `pid` exists and is not a zombie (one that ended, not yet reaped)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, under another user
-        return True
-    with contextlib.suppress(OSError, IndexError):
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        return state != "Z"
-    return True
 
 
 @dataclass(frozen=True)
@@ -72,7 +58,7 @@ class TuneProgress:
     @property
     def running(self) -> bool:
         """Unfinished, and its process is still alive."""
-        return not self.finished and _alive(self.pid)
+        return not self.finished and alive(self.pid)
 
     def describe(self) -> str:
         """One line for people: where the run is, or how it ended."""
