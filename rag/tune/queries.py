@@ -287,18 +287,23 @@ def self_supervised_queries(
                     )
                 )
             continue
-        # From the chunk's own text, not its context line; a sentence joined with the marker
-        # after it across a line break is not in the text as written, so it could not be cut
-        # out of it, and one that runs across lines is a heading run into its paragraph.
+        # From the chunk's own text, not its context line. A sentence joined with the marker
+        # after it across a line break is not in the text as written, so it could not be cut out
+        # of it; one across a blank line is a heading run into its paragraph, and one with a
+        # pipe is a table row. Lines broken inside a sentence (a PDF's) are fine.
         sentences = [
             s
             for s in split_sentences(chunks[key].text)
-            if 5 <= len(s.split()) <= 40 and s in text and "\n" not in s
+            if 5 <= len(s.split()) <= 40
+            and s in text
+            and "\n\n" not in s
+            and "|" not in s
+            and not s.startswith("#")
         ]
         if len(sentences) < 2:
             continue
         sentence = rng.choice(sentences)
-        query = without_rare_words(sentence, rarity, rare_share)
+        query = without_rare_words(" ".join(sentence.split()), rarity, rare_share)
         passage = " ".join(text.replace(sentence, " ").split())
         if query is None or len(passage.split()) < 10:
             continue

@@ -3,6 +3,7 @@ the negatives mined for them."""
 
 from __future__ import annotations
 
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from rag.errors import ConfigError
 from rag.evaluation import overlap
 from rag.questions import Question
 from rag.retrieval import Searcher
+from rag.settings import Settings
 from rag.tune.heldout import held_out_candidates
 from rag.tune.negatives import mine_negatives
 from rag.tune.queries import (
@@ -69,7 +71,25 @@ def test_self_supervised_queries_cut_the_query_out(hashed) -> None:
         assert 3 <= len(kept) < len(cut) and set(kept) <= set(cut)
     assert self_supervised_queries(collection, limit=20, seed=1) == queries
     whole = self_supervised_queries(collection, limit=20, seed=1, rare_share=0.0)
-    assert [query.text for query in whole] == [query.cut for query in whole]
+    assert [query.text for query in whole] == [" ".join(query.cut.split()) for query in whole]
+
+
+def test_sentences_broken_across_pdf_lines_are_cut_out_too(tmp_path, shared_data) -> None:
+    # A PDF's text breaks lines inside sentences: those sentences are queries too (the query
+    # reads them as one line), while headings and table rows are not.
+    pdf = tmp_path / "KnowledgePackingInLM.pdf"
+    pdf.write_bytes((shared_data / "pdfs" / "real" / pdf.name).read_bytes())
+    embedder = HashEmbedder()
+    settings = Settings.load(
+        index_dir=tmp_path / "idx", progress=False, device="cpu", embedding_model=embedder.name
+    )
+    IngestJob(settings, embedder=embedder).run_files("pdf", [pdf])
+    with closing(Collection.open(settings.index_dir, "pdf")) as collection:
+        queries = self_supervised_queries(collection, limit=200, seed=0)
+    broken = [q for q in queries if q.cut and "\n" in q.cut]
+    assert len(broken) >= 5
+    for query in broken:
+        assert "\n" not in query.text and "|" not in query.cut and "\n\n" not in query.cut
 
 
 def test_the_rarest_words_go_first() -> None:
