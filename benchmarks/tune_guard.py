@@ -49,6 +49,12 @@ def main() -> None:
     parser.add_argument("--rare-share", type=float, nargs="+", default=[0.0, 0.5])
     parser.add_argument("--reranker", default=DEFAULT_EMBEDDER)
     parser.add_argument("--max-queries", type=int, default=2000)
+    parser.add_argument(
+        "--verbatim",
+        action="store_true",
+        help="judge the synthetic queries as `rag tune` did before: over the collection as it "
+        "is, each cut-out sentence still in its passage",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -59,12 +65,18 @@ def main() -> None:
     cache = TokenCache(collection.path / "cache" / "tune-guard-tokens.sqlite", args.reranker)
     reranker = MaxSimReranker(args.reranker, device="cpu", cache=cache)
     depth = settings.rerank_depth
-    result: dict = {"collection": args.collection, "reranker": args.reranker, "synthetic": {}}
+    result: dict = {
+        "collection": args.collection,
+        "reranker": args.reranker,
+        "held_out": "verbatim" if args.verbatim else "cloze",
+        "synthetic": {},
+    }
     for share in args.rare_share:
         queries = self_supervised_queries(collection, args.max_queries, rare_share=share)
         _, held_out = split_held_out(queries, 0.2, 200)
         started = time.perf_counter()
-        scores = evaluate_reranking(cloze_candidates(searcher, held_out, depth), reranker)
+        judged = held_out_candidates if args.verbatim else cloze_candidates
+        scores = evaluate_reranking(judged(searcher, held_out, depth), reranker)
         result["synthetic"][str(share)] = scores.to_json() | {
             "seconds": round(time.perf_counter() - started, 1),
             "example_queries": [q.text for q in held_out[:5]],

@@ -13,6 +13,7 @@ from rag.tune.heldout import (
     dense_ndcg,
     evaluate_reranking,
     held_out_candidates,
+    ndcg_at_10,
     query_ndcg,
     split_held_out,
 )
@@ -108,6 +109,21 @@ def test_query_ndcg_counts_a_unit_once_at_its_best_place() -> None:
     assert query_ndcg(["b", "b", "a"], frozenset({"a"})) == 1 / np.log2(3)
     assert query_ndcg(["b"] * 3 + [str(n) for n in range(20)], frozenset({"a"})) == 0.0
     assert query_ndcg(["a"], frozenset()) == 0.0
+
+
+def test_ndcg_agrees_with_ranx_as_rag_eval_retrieval_scores() -> None:
+    from ranx import Qrels, Run, evaluate
+
+    rng = np.random.default_rng(3)
+    units = [f"d{n}" for n in range(30)]
+    rankings = {str(q): list(rng.permutation(units)[:20]) for q in range(40)}
+    relevant = {
+        str(q): frozenset(rng.choice(units, size=1 + q % 4, replace=False)) for q in range(40)
+    }
+    run = Run({q: {u: float(20 - i) for i, u in enumerate(r)} for q, r in rankings.items()})
+    qrels = Qrels({q: dict.fromkeys(docs, 1) for q, docs in relevant.items()})
+    expected = round(float(evaluate(qrels, run, "ndcg@10")), 4)
+    assert ndcg_at_10(rankings, relevant) == expected
 
 
 def _chunk(n: int, source: str) -> Chunk:
