@@ -14,6 +14,7 @@ packaged MiniLM, or `--reranker PATH` (a model `rag tune` saved).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -61,8 +62,11 @@ def main() -> None:
     settings = Settings.load(device="cpu", progress=False)
     collection = Collection.open(settings.index_dir, args.collection)
     searcher = Searcher(collection, settings, reranker=None)
-    # Passages recur across queries: each is encoded once.
-    cache = TokenCache(collection.path / "cache" / "tune-guard-tokens.sqlite", args.reranker)
+    # Passages recur across queries: each is encoded once, keyed by the model's weights (a
+    # folder trained again under the same name must not read the last one's encodings).
+    cache = TokenCache(
+        collection.path / "cache" / "tune-guard-tokens.sqlite", weights(args.reranker)
+    )
     reranker = MaxSimReranker(args.reranker, device="cpu", cache=cache)
     depth = settings.rerank_depth
     result: dict = {
@@ -98,6 +102,17 @@ def main() -> None:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def weights(name: str) -> str:
+    """A key for the model's weights: a hub id as it is, a folder by a hash of its files."""
+    folder = Path(name)
+    if not folder.is_dir():
+        return name
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*.safetensors")):
+        digest.update(path.read_bytes())
+    return f"{name}|{digest.hexdigest()[:16]}"
 
 
 if __name__ == "__main__":
