@@ -43,7 +43,7 @@ def main() -> None:
     found = rows()
     fig, ax = plt.subplots(figsize=(9, 4.5))
     width = 0.36
-    for i, (_, guard, real, registered) in enumerate(found):
+    for i, (_, guard, real, _) in enumerate(found):
         for offset, scores, colour in (
             (-width / 2, guard, "#7f7f7f"),
             (width / 2, real, "#1f77b4"),
@@ -54,11 +54,13 @@ def main() -> None:
             ax.errorbar(
                 i + offset, gain, yerr=[[gain - low], [high - gain]], color="black", capsize=4
             )
-        verdict = "registered" if registered else "not registered"
-        ax.annotate(verdict, (i, 0), xytext=(0, -28), textcoords="offset points", ha="center")
     ax.axhline(0, color="black", linewidth=0.8)
     ax.axhline(0.02, color="#2ca02c", linewidth=0.8, linestyle="--")
-    ax.set_xticks(range(len(found)), [label for label, *_ in found])
+    labels = [
+        f"{label}\n{'registered' if registered else 'not registered'}"
+        for label, _, _, registered in found
+    ]
+    ax.set_xticks(range(len(found)), labels)
     ax.set_ylabel("nDCG@10 gain over hybrid (cross-fitted)")
     ax.set_title(
         "Reranker tuned without labels: what the guard read (grey) and real questions (blue)"
