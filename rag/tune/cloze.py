@@ -22,7 +22,7 @@ from rag.lexical import LexicalIndex
 from rag.retrieval import Searcher, reciprocal_rank_fusion
 from rag.text import embedding_text
 from rag.tune.heldout import Candidates
-from rag.tune.queries import TrainQuery, prime
+from rag.tune.queries import TrainQuery
 
 
 def cloze_candidates(
@@ -41,29 +41,30 @@ def cloze_candidates(
         raise RuntimeError("the collection changed while it was read")
     rows = sorted(changed)
     if rows:
-        vectors = vectors.copy()
+        # `stored_vectors` built this array for us alone: changed in place.
         vectors[rows] = searcher.embedder.embed([embedding_text(texts[row]) for row in rows])
     lexical = LexicalIndex.build(keys, texts)
-    prime(searcher, [query.text for query in held_out])
     queries = searcher.embedder.embed([query.text for query in held_out])
     first_depth = max(depth, searcher.settings.candidates)
-    chunks = collection.store.chunks([int(key) for key in keys])
-    row_of = {int(key): row for row, key in enumerate(keys)}
-    found = []
+    ranked: list[list[int]] = []
     for query, vector in zip(held_out, queries, strict=True):
-        scores = vectors @ vector
-        top = np.argsort(-scores, kind="stable")[:first_depth]
+        top = np.argsort(-(vectors @ vector), kind="stable")[:first_depth]
         _, lexical_keys = lexical.search(query.text, first_depth)
         fused = reciprocal_rank_fusion(
             [[int(keys[i]) for i in top], [int(key) for key in lexical_keys]],
             k=searcher.settings.rrf_k,
         )[:depth]
-        hits = [key for key, _ in fused]
+        ranked.append([key for key, _ in fused])
+    # Only the candidates' chunks are read: a few thousand, not the whole collection.
+    chunks = collection.store.chunks(sorted({key for hits in ranked for key in hits}))
+    changed_keys = {int(keys[row]) for row in changed}
+    found = []
+    for query, hits in zip(held_out, ranked, strict=True):
         found.append(
             Candidates(
                 query,
                 tuple(
-                    _without(chunks[key].text, cuts) if row_of[key] in changed else chunks[key].text
+                    _without(chunks[key].text, cuts) if key in changed_keys else chunks[key].text
                     for key in hits
                 ),
                 tuple(query.unit(chunks[key]) for key in hits),
