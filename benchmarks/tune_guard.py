@@ -14,7 +14,6 @@ packaged MiniLM, or `--reranker PATH` (a model `rag tune` saved).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -31,6 +30,7 @@ from rag.retrieval import Searcher
 from rag.settings import DEFAULT_EMBEDDER, Settings
 from rag.token_cache import TokenCache
 from rag.tune.cloze import cloze_candidates
+from rag.tune.commands import model_stamp
 from rag.tune.heldout import evaluate_reranking, held_out_candidates, split_held_out
 from rag.tune.queries import (
     labelled_queries,
@@ -105,14 +105,8 @@ def main() -> None:
 
 
 def weights(name: str) -> str:
-    """A key for the model's weights: a hub id as it is, a folder by a hash of its files."""
-    folder = Path(name)
-    if not folder.is_dir():
-        return name
-    digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*.safetensors")):
-        digest.update(path.read_bytes())
-    return f"{name}|{digest.hexdigest()[:16]}"
+    """A key for the model's weights: a hub id as it is, a folder with a digest of its files."""
+    return f"{name}|{model_stamp(name)}" if Path(name).is_dir() else name
 
 
 if __name__ == "__main__":

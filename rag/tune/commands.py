@@ -285,7 +285,7 @@ def _reembed(
     keys, indexed = collection.store.live_texts()
     texts = [embedding_text(text) for text in indexed]  # as ingest embeds them
     folder.mkdir(parents=True, exist_ok=True)
-    stamp = _model_stamp(embedder.name)
+    stamp = model_stamp(embedder.name)
     parts = []
     with tqdm(
         total=len(texts), desc="re-embed", unit="chunk", disable=not progress, dynamic_ncols=True
@@ -305,7 +305,7 @@ def _reembed(
     return keys, vectors
 
 
-def _model_stamp(folder: str) -> str:
+def model_stamp(folder: str) -> str:
     """A short digest of a model folder's weights: blocks from other weights are not reused."""
     digest = hashlib.sha256()
     for path in sorted(Path(folder).glob("*.safetensors")):
