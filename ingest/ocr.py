@@ -27,7 +27,16 @@ from rag.settings import OcrMode
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["INSTALL_HINT", "OcrError", "OcrMode", "Tesseract", "garbled", "needs_ocr"]
+__all__ = [
+    "INSTALL_HINT",
+    "OcrError",
+    "OcrMode",
+    "Tesseract",
+    "garbled",
+    "needs_ocr",
+    "page_image",
+    "workers",
+]
 INSTALL_HINT = (
     "tesseract is not installed, so PDF pages without usable text are not OCRed; install it "
     "with `apt-get install tesseract-ocr` (Debian, Ubuntu) or `brew install tesseract` (macOS), "
@@ -39,6 +48,8 @@ DPI = 300
 MAX_PIXELS = 9_000_000
 # A page Tesseract has not finished in this long is given up (reported), not waited for.
 PAGE_TIMEOUT_S = 120.0
+# Tesseract processes run at once for one document, at most (see `workers`).
+MAX_WORKERS = 4
 # Models that are not scripts a page is written in.
 _NOT_LANGUAGES = frozenset({"osd", "equ"})
 _MAX_LANGUAGES = 3
@@ -137,9 +148,14 @@ class Tesseract:
 
         Raises OcrError with a one-line reason when Tesseract fails or times out.
         """
-        image = render(page)
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
+        return self.read_image(page_image(page))
+
+    def read_image(self, image: bytes) -> str:
+        """The text of a page image (PNG bytes, from `page_image`) through Tesseract.
+
+        Needs no PDFium, so several run at once from threads: each is its own process.
+        Raises OcrError with a one-line reason when Tesseract fails or times out.
+        """
         # One OpenMP thread per call: on a busy machine Tesseract's own threads wait for cores
         # and run slower than one (see docs/documents.md).
         env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
@@ -147,7 +163,7 @@ class Tesseract:
         try:
             done = subprocess.run(
                 command,
-                input=buffer.getvalue(),
+                input=image,
                 capture_output=True,
                 timeout=PAGE_TIMEOUT_S,
                 env=env,
@@ -170,6 +186,20 @@ def available() -> bool:
 
 class OcrError(Exception):
     """Tesseract could not read one page; the message is one line."""
+
+
+def workers(pages: int) -> int:
+    """How many tesseract processes to run at once for `pages` pages: one per core this process
+    may use, at most `MAX_WORKERS` (each holds a rendered page, about 9 MB, in memory)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(pages, cores or 1, MAX_WORKERS))
+
+
+def page_image(page: Any) -> bytes:
+    """A pypdfium2 page rendered for OCR (see `render`), as PNG bytes."""
+    buffer = io.BytesIO()
+    render(page).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def render(page: Any) -> Any:

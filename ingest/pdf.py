@@ -12,10 +12,13 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
+from ingest import ocr
 from ingest.layout import drop_running_lines, join_hyphens, vocabulary
 from ingest.ocr import OcrError, OcrMode, Tesseract, garbled, needs_ocr
 from ingest.tables import looks_tabular, page_with_tables
@@ -42,37 +45,53 @@ def finish_pages(raw: bytes, source: str, texts: list[str], ocr: OcrMode = "off"
 
 
 def _ocr_pages(raw: bytes, source: str, texts: list[str], wanted: dict[int, str]) -> list[str]:
+    """OCR the `wanted` pages: rendered one after another (PDFium is single-threaded), read by
+    up to `ocr.workers` tesseract processes at once, a few rendered pages ahead at most."""
     engine = Tesseract.find()
     if engine is None:
         return texts
     texts = list(texts)
-    with _pdfium(raw, source) as pdf:
+    count = ocr.workers(len(wanted))
+    with _pdfium(raw, source) as pdf, ThreadPoolExecutor(count) as pool:
         if pdf is None:
             return texts
+        reading: deque[tuple[int, Future[str]]] = deque()
         for index, why in wanted.items():
             logger.info("%s: page %d: OCR (%s)", source, index + 1, why)
             try:
-                page = pdf[index]
-                found = _tidy(engine.read(page))
-            except OcrError as e:
-                logger.warning("%s: page %d: OCR failed: %s", source, index + 1, e)
-                continue
+                image = ocr.page_image(pdf[index])
             except Exception as e:  # noqa: BLE001 - PDFium failing on one page costs that page
                 logger.warning("%s: page %d: cannot render for OCR: %r", source, index + 1, e)
                 continue
-            if not found or garbled(found):
-                # A script Tesseract has no model for reads as noise: better no text than that.
-                if texts[index].strip() or found:
-                    logger.warning(
-                        "%s: page %d: OCR found no readable text (is the page in a language "
-                        "tesseract has a model for? languages: %s)",
-                        source,
-                        index + 1,
-                        engine.languages,
-                    )
-                continue
-            texts[index] = found
+            reading.append((index, pool.submit(engine.read_image, image)))
+            if len(reading) > count:
+                _take_ocr(texts, *reading.popleft(), source, engine)
+        while reading:
+            _take_ocr(texts, *reading.popleft(), source, engine)
     return texts
+
+
+def _take_ocr(
+    texts: list[str], index: int, reading: Future[str], source: str, engine: Tesseract
+) -> None:
+    """Put a page's OCR text in `texts` when it is readable text; otherwise say why not."""
+    try:
+        found = _tidy(reading.result())
+    except OcrError as e:
+        logger.warning("%s: page %d: OCR failed: %s", source, index + 1, e)
+        return
+    if not found or garbled(found):
+        # A script Tesseract has no model for reads as noise: better no text than that.
+        if texts[index].strip() or found:
+            logger.warning(
+                "%s: page %d: OCR found no readable text (is the page in a language "
+                "tesseract has a model for? languages: %s)",
+                source,
+                index + 1,
+                engine.languages,
+            )
+        return
+    texts[index] = found
 
 
 def _table_pages(raw: bytes, source: str, texts: list[str], tabular: list[int]) -> list[str]:

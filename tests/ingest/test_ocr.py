@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 from pathlib import Path
@@ -106,6 +107,42 @@ def test_without_tesseract_ingest_says_once_how_to_install_it(
     hints = [r.getMessage() for r in caplog.records if "tesseract is not installed" in r.message]
     assert hints == [INSTALL_HINT]
     assert "\n" not in INSTALL_HINT and "apt-get install tesseract-ocr" in INSTALL_HINT
+
+
+@needs_tesseract
+def test_pages_are_read_by_several_tesseracts_at_once_and_kept_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each tesseract run goes through a wrapper that logs when it starts and ends: with two
+    workers some runs overlap, and every page gets the text a one-at-a-time run gives it."""
+    real = shutil.which("tesseract")
+    log = tmp_path / "runs.log"
+    wrapper = tmp_path / "bin" / "tesseract"
+    wrapper.parent.mkdir()
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = "--list-langs" ]; then exec {real} "$@"; fi\n'
+        f"echo start >> {log}\n"
+        f'{real} "$@"; status=$?\n'
+        f"echo end >> {log}\n"
+        "exit $status\n"
+    )
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{wrapper.parent}:{os.environ['PATH']}")
+    monkeypatch.setattr(ocr, "MAX_WORKERS", 1)
+    one_at_a_time = load_document(VICKSBURG, ocr="force")
+    assert log.read_text().split() == ["start", "end"] * len(one_at_a_time.pages)
+    log.unlink()
+    monkeypatch.setattr(ocr, "MAX_WORKERS", 2)
+    monkeypatch.setattr(ocr.os, "sched_getaffinity", lambda _: {0, 1}, raising=False)
+    together = load_document(VICKSBURG, ocr="force")
+    runs = log.read_text().split()
+    assert runs.count("start") == len(together.pages) == 6
+    # Some run started before the one before it ended.
+    assert any(runs[i : i + 2] == ["start", "start"] for i in range(len(runs) - 1))
+    assert [(p.number, p.text) for p in together.pages] == [
+        (p.number, p.text) for p in one_at_a_time.pages
+    ]
 
 
 @needs_tesseract
