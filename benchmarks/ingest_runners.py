@@ -131,3 +131,12 @@ def run_rag(
         "work_s": done - ready,
         "stages_s": {"embed (inside the job)": timed.seconds},
     }
+
+
+def run_rag_one_call(pdfs: list[Path], workdir: Path) -> dict[str, Any]:
+    """The int8 job with each text embedded by one ONNX Runtime call over all cores, one text
+    after another: the embedder before texts were encoded side by side."""
+    import rag.embedding
+
+    rag.embedding.MAX_ENCODE_WORKERS = 1
+    return run_rag(pdfs, workdir, backend="int8")

@@ -33,7 +33,15 @@ from types import ModuleType
 from typing import Any
 
 from ingest_experimental import run_int8_pdfium, run_openvino_int8, run_openvino_int8_pdfium
-from ingest_runners import CHUNK_OVERLAP, CHUNK_TOKENS, MODEL, ROOT, run_langchain, run_rag
+from ingest_runners import (
+    CHUNK_OVERLAP,
+    CHUNK_TOKENS,
+    MODEL,
+    ROOT,
+    run_langchain,
+    run_rag,
+    run_rag_one_call,
+)
 
 HERE = Path(__file__).resolve().parent
 # The commit before the throughput work, for the "rag-before" variant.
@@ -84,6 +92,11 @@ VARIANTS: dict[str, tuple[str, Callable[..., dict[str, Any]], dict[str, Any]]] =
     "rag": ("the job now (embeds as soon as a batch is ready), torch fp32", run_rag, {}),
     "rag-onnx": ("... ONNX Runtime fp32, fused attention", run_rag, {"backend": "onnx"}),
     "rag-int8": ("... ONNX Runtime int8 (per-channel dynamic)", run_rag, {"backend": "int8"}),
+    "rag-int8-one-call": (
+        "rag-int8 as before texts were embedded side by side: one call at a time, on all cores",
+        run_rag_one_call,
+        {},
+    ),
     "rag-int8-plain": (
         "rag-int8 without the document features of issue #13: no OCR, chunks without context",
         run_rag,

@@ -23,6 +23,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
+from rag.models import usable_cores
 from rag.settings import OcrMode
 
 logger = logging.getLogger(__name__)
@@ -191,8 +192,7 @@ class OcrError(Exception):
 def workers(pages: int) -> int:
     """How many tesseract processes to run at once for `pages` pages: one per core this process
     may use, at most `MAX_WORKERS` (each holds a rendered page, about 9 MB, in memory)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(pages, cores or 1, MAX_WORKERS))
+    return max(1, min(pages, usable_cores(), MAX_WORKERS))
 
 
 def page_image(page: Any) -> bytes:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import logging
+import os
 import socket
 from pathlib import Path
 from urllib.parse import urlparse
@@ -102,6 +103,13 @@ def pick_device(requested: str) -> str:
     if requested == "cuda" and not available:
         raise ModelError("device 'cuda' was requested but no CUDA GPU is available")
     return "cuda" if available else "cpu"
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the OS tells, else all)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
 
 
 def set_torch_threads(count: int | None) -> None:

@@ -103,12 +103,16 @@ def test_int8_keeps_dense_retrieval_quality(
 def test_a_text_gets_the_same_vector_whatever_its_neighbours(
     backend: str, scifact_texts: list[str]
 ) -> None:
-    """The ingest job's batches depend on timing; the vectors must not."""
+    """The ingest job's batches depend on timing, and the texts of a call are spread over
+    worker threads; the vectors must depend on neither."""
     embedder = SentenceTransformerEmbedder(MINILM, device="cpu", backend=backend)
     sample = scifact_texts[-12:] + scifact_texts[:3]
-    together = embedder.embed(sample)
     alone = np.vstack([embedder.embed([text]) for text in sample])
-    np.testing.assert_array_equal(together, alone)
+    model = embedder._onnx_model()
+    assert model is not None
+    for workers in (1, 3):
+        model.workers = workers
+        np.testing.assert_array_equal(embedder.embed(sample), alone)
 
 
 def test_export_is_built_once_and_reused(tmp_path: Path) -> None:
