@@ -9,6 +9,7 @@ reciprocal rank, with the weight `rag tune` picked on held-out queries.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Sequence
@@ -400,6 +401,16 @@ def choose_reranker(
     elif configured == MAXSIM or configured.startswith(MAXSIM + ":"):
         name = configured.partition(":")[2] or MAXSIM_DEFAULT_MODEL
         reranker = MaxSimReranker(name, device=device, cache=token_cache(name))
+    elif (arch := folder_arch(configured)) == MAXSIM:
+        # A model `rag tune reranker --arch maxsim` saved, named by its folder.
+        reranker = MaxSimReranker(configured, device=device, cache=token_cache(configured))
+    elif arch is None:
+        return RerankerChoice(
+            None,
+            f"reranking is off: {configured} holds neither a cross-encoder (a sequence "
+            "classification model) nor a MaxSim model; name a MaxSim bi-encoder as "
+            f"`maxsim:{configured}`",
+        )
     else:
         reranker = CrossEncoderReranker(configured, device=device, max_length=max_length)
     try:
@@ -411,6 +422,28 @@ def choose_reranker(
             "or set `reranker` to a cross-encoder folder (or to `maxsim`, needing no training)",
         )
     return RerankerChoice(reranker)
+
+
+def folder_arch(name: str) -> str | None:
+    """What a local model folder holds, for a reranker: MAXSIM (a sentence-transformers model
+    with a multi-vector module, as `rag tune reranker --arch maxsim` saves), CROSS_ENCODER (a
+    sequence-classification model), or None (something else: a plain bi-encoder, whose weights
+    a cross-encoder would read with a random head). A hub id, or a folder without a readable
+    config, is taken as a cross-encoder; loading it says what is wrong."""
+    folder = Path(name)
+    if not folder.is_dir():
+        return CROSS_ENCODER
+    modules = folder / "modules.json"
+    if modules.is_file() and "MultiVectorMask" in modules.read_text("utf-8", errors="replace"):
+        return MAXSIM
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return CROSS_ENCODER
+    architectures = (config.get("architectures") or []) if isinstance(config, dict) else []
+    if not architectures or any("SequenceClassification" in str(a) for a in architectures):
+        return CROSS_ENCODER
+    return None
 
 
 def _first_line(error: BaseException) -> str:

@@ -52,6 +52,39 @@ def test_maxsim_is_chosen_by_name_and_needs_no_training() -> None:
     assert missing.reason and missing.reason.startswith("reranking is off: ")
 
 
+def test_a_model_folder_is_read_as_what_it_holds(tmp_path: Path) -> None:
+    """`--reranker FOLDER`: a MaxSim model that `rag tune` saved is reranked by MaxSim, not read
+    as a cross-encoder with a random head; a plain bi-encoder is refused in one line."""
+    from rag.models import resolve_model
+    from rag.rerank import (
+        CROSS_ENCODER,
+        MAXSIM,
+        MaxSimReranker,
+        choose_reranker,
+        folder_arch,
+        multi_vector_model,
+    )
+
+    tuned = tmp_path / "reranker-tuned"
+    multi_vector_model(MINILM, "cpu").save(str(tuned))
+    assert folder_arch(str(tuned)) == MAXSIM
+    choice = choose_reranker(None, str(tuned), True, "cpu", 256)
+    assert isinstance(choice.reranker, MaxSimReranker) and choice.reranker.name == str(tuned)
+
+    plain = resolve_model(MINILM)  # the packaged bi-encoder: no classification head
+    assert folder_arch(plain) is None
+    refused = choose_reranker(None, plain, True, "cpu", 256)
+    assert refused.reranker is None and refused.reason
+    assert "neither a cross-encoder" in refused.reason and f"maxsim:{plain}" in refused.reason
+    assert "\n" not in refused.reason
+
+    classifier = tmp_path / "cross-encoder"
+    classifier.mkdir()
+    (classifier / "config.json").write_text('{"architectures": ["BertForSequenceClassification"]}')
+    assert folder_arch(str(classifier)) == CROSS_ENCODER
+    assert folder_arch("cross-encoder/ms-marco-MiniLM-L6-v2") == CROSS_ENCODER  # a hub id
+
+
 def test_fusion_weights_between_the_two_orders() -> None:
     scores = [0.1, 0.9, 0.5]  # the reranker puts candidate 1 first, then 2, then 0
     order = lambda fused: sorted(range(3), key=lambda i: -fused[i])  # noqa: E731
