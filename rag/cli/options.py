@@ -105,7 +105,9 @@ def where_option(func: F) -> F:
 def reranker_option(func: F) -> F:
     """--reranker: the configured reranker, for a collection that has none of its own."""
     return click.option(
-        "--reranker", help="Reranker: a cross-encoder hub id or folder, or `maxsim` (untrained)."
+        "--reranker",
+        help="Reranker: a cross-encoder hub id or folder, a MaxSim model folder `rag tune` saved, "
+        "`maxsim` (untrained) or `maxsim:<bi-encoder>`.",
     )(func)
 
 
