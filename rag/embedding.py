@@ -234,6 +234,7 @@ class _OnnxModel:
             # One thread per run, and texts spread over `workers` runs at once (`encode`): a
             # text of a few hundred tokens is too small to split well over cores.
             options.intra_op_num_threads = 1
+        # Idle ORT threads otherwise spin for a while, taking the core from the PDF parser.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(
             str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"]
