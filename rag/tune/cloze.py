@@ -1,6 +1,7 @@
 """Held-out cut-out-sentence queries, judged over the collection as it would be without them.
 
     candidates = cloze_candidates(searcher, held_out, depth=30)   # as held_out_candidates
+    changed = without_cuts(texts, held_out)                       # for a retriever's test
 
 A sentence cut out of a passage is found by the first stage almost every time while the indexed
 passage still holds it word for word (held-out nDCG@10 0.96 to 0.98), and a reranker that matches
@@ -13,11 +14,12 @@ then has to find its passage by what the rest of the passage says, as a person's
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from rag.collection import Collection
+from rag.embedding import Embedder
 from rag.lexical import LexicalIndex
 from rag.retrieval import Searcher, reciprocal_rank_fusion
 from rag.text import embedding_text
@@ -33,16 +35,13 @@ def cloze_candidates(
     collection = searcher.collection
     keys, texts = collection.store.live_texts()
     cuts = [query.cut for query in held_out if query.cut]
-    changed = {row: _without(text, cuts) for row, text in enumerate(texts)}
-    changed = {row: text for row, text in changed.items() if text != texts[row]}
+    changed = without_cuts(texts, held_out)
     texts = [changed.get(row, text) for row, text in enumerate(texts)]
     vector_keys, vectors = stored_vectors(collection)
     if not np.array_equal(vector_keys, keys):
         raise RuntimeError("the collection changed while it was read")
-    rows = sorted(changed)
-    if rows:
-        # `stored_vectors` built this array for us alone: changed in place.
-        vectors[rows] = searcher.embedder.embed([embedding_text(texts[row]) for row in rows])
+    # `stored_vectors` built this array for us alone: changed in place.
+    vectors = reembedded(vectors, changed, searcher.embedder, copy=False)
     lexical = LexicalIndex.build(keys, texts)
     queries = searcher.embedder.embed([query.text for query in held_out])
     first_depth = max(depth, searcher.settings.candidates)
@@ -71,6 +70,26 @@ def cloze_candidates(
             )
         )
     return found
+
+
+def without_cuts(texts: Sequence[str], held_out: Sequence[TrainQuery]) -> dict[int, str]:
+    """Row -> text without the held-out queries' cut-out sentences, for each of `texts` (a
+    collection's live texts, in key order) that holds one."""
+    cuts = [query.cut for query in held_out if query.cut]
+    changed = {row: _without(text, cuts) for row, text in enumerate(texts)}
+    return {row: text for row, text in changed.items() if text != texts[row]}
+
+
+def reembedded(
+    vectors: np.ndarray, changed: Mapping[int, str], embedder: Embedder, copy: bool = True
+) -> np.ndarray:
+    """`vectors` (a copy unless `copy=False`) with the `changed` rows embedded again from their
+    new texts, as ingest embeds them."""
+    out = vectors.copy() if copy else vectors
+    rows = sorted(changed)
+    if rows:
+        out[rows] = embedder.embed([embedding_text(changed[row]) for row in rows])
+    return out
 
 
 def stored_vectors(collection: Collection) -> tuple[np.ndarray, np.ndarray]:

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from rag.collection import Collection
 from rag.embedding import Embedder, SentenceTransformerEmbedder, embedder_for
+from rag.errors import RagError
 from rag.manifest import EmbedderInfo, RegisteredReranker
 from rag.rerank import MAXSIM, CrossEncoderReranker, Fusion, MaxSimReranker
 from rag.retrieval import Searcher, index_params
@@ -29,9 +30,16 @@ from rag.settings import DEFAULT_EMBEDDER, Settings
 from rag.text import embedding_text
 from rag.token_cache import TokenCache
 from rag.tune.card import model_card, write_card
-from rag.tune.cloze import cloze_candidates, stored_vectors
+from rag.tune.cloze import cloze_candidates, reembedded, stored_vectors, without_cuts
 from rag.tune.dataset import positive_texts, prepare
-from rag.tune.heldout import dense_ndcg, evaluate_reranking, held_out_candidates, reranking_samples
+from rag.tune.heldout import (
+    bootstrap_interval,
+    dense_ndcgs,
+    evaluate_reranking,
+    held_out_candidates,
+    reranking_samples,
+    rounded_mean,
+)
 from rag.tune.options import TuneOptions
 from rag.tune.progress import TuneProgress
 from rag.tune.queries import CachingEmbedder, chunks_by_key
@@ -202,20 +210,43 @@ def tune_retriever(
         )
         keys, vectors = _reembed(collection, tuned, work / "vectors", settings.progress)
         old_keys, old_vectors = stored_vectors(collection)
+        live_keys, live_texts = collection.store.live_texts()
+        if not (np.array_equal(old_keys, keys) and np.array_equal(live_keys, keys)):
+            raise RagError(f"collection {name!r} changed while it was tuned; run the command again")
+        # Judged over the collection without the held-out queries' sentences (rag/tune/cloze.py),
+        # embedded by each model: while a passage still holds its query word for word, every
+        # model finds it.
+        changed = without_cuts(live_texts, data.held_out)
         chunk_of = chunks_by_key(collection)
         texts = [query.text for query in data.held_out]
-        before = dense_ndcg(
-            searcher.embedder.embed(texts), old_keys, old_vectors, chunk_of, data.held_out
+        per_query_before = dense_ndcgs(
+            searcher.embedder.embed(texts),
+            keys,
+            reembedded(old_vectors, changed, searcher.embedder),
+            chunk_of,
+            data.held_out,
         )
-        after = dense_ndcg(tuned.embed(texts), keys, vectors, chunk_of, data.held_out)
-        beats = after > before
+        per_query_after = dense_ndcgs(
+            tuned.embed(texts), keys, reembedded(vectors, changed, tuned), chunk_of, data.held_out
+        )
+        gains = [a - b for a, b in zip(per_query_after, per_query_before, strict=True)]
+        low, high = bootstrap_interval(gains)
+        before, after = rounded_mean(per_query_before), rounded_mean(per_query_after)
+        gain = rounded_mean(gains)
+        # Registered only when the gain's 95 % interval is above zero, as for a reranker.
+        beats = low > 0
         card = model_card(
             "retriever", collection, base, options, data, state, seconds, samples=len(samples)
         )
         card["metrics"] = {
             "held_out_queries": len(data.held_out),
+            "held_out_test": "cloze",
+            "held_out_passages_changed": len(changed),
             "before": {"dense_ndcg@10": before},
             "after": {"dense_ndcg@10": after},
+            "gain": gain,
+            "gain_interval": [low, high],
+            "helps": beats,
         }
         card["reembedded_chunks"] = len(keys)
         card["registered"] = beats and options.register
@@ -229,13 +260,17 @@ def tune_retriever(
                 collection.refresh_indexes(index_params(settings))
         if not state.interrupted:
             shutil.rmtree(work, ignore_errors=True)
-        detail = f"held-out dense nDCG@10 {before:.4f} -> {after:.4f}"
+        detail = (
+            f"held-out dense nDCG@10 {before:.4f} -> {after:.4f}, gain {gain:+.4f} "
+            f"(95 % interval {low:+.4f} to {high:+.4f})"
+        )
         message = _outcome(
             state,
             beats,
             options.register,
-            refused=f"the tuned embedder does not beat the current one on "
-            f"{len(data.held_out)} held-out queries ({detail}); saved at {target}",
+            refused=f"the tuned embedder is not clearly better than the current one on "
+            f"{len(data.held_out)} held-out queries, so the collection keeps its embedder "
+            f"({detail}); saved at {target}",
             registered=f"{name!r} now uses the tuned embedder ({len(keys)} chunks re-embedded): "
             f"{detail}; model at {target}",
             trained=f"{detail}; model at {target}",

@@ -3,7 +3,7 @@
     train, held_out = split_held_out(queries, 0.2)
     candidates = held_out_candidates(searcher, held_out, depth=30)   # what a reranker sees
     scores = evaluate_reranking(candidates, reranker)                 # RerankScores
-    dense_ndcg(query_vectors, chunk_keys, chunk_vectors, chunk_of, held_out)   # for a retriever
+    dense_ndcgs(query_vectors, chunk_keys, chunk_vectors, chunk_of, held_out)  # for a retriever
 
 All scores are binary nDCG@10, judged per query on its unit: a document, or a passage. A
 document's title never serves as a held-out query: the first stage finds a document by its title
@@ -197,14 +197,14 @@ def evaluate_reranking(
             fused[weight].append(query_ndcg([item.units[i] for i in order], item.query.relevant))
     best = _best_weight(fused, range(len(candidates)))
     gains = _cross_fitted_gains(fused, first)
-    low, high = _bootstrap_interval(gains)
+    low, high = bootstrap_interval(gains)
     return RerankScores(
-        first_stage=_mean(first),
-        reranker=_mean(fused[None]),
-        fused=_mean(fused[best]),
+        first_stage=rounded_mean(first),
+        reranker=rounded_mean(fused[None]),
+        fused=rounded_mean(fused[best]),
         weight=best,
         queries=len(candidates),
-        gain=_mean(gains),
+        gain=rounded_mean(gains),
         gain_low=low,
         gain_high=high,
     )
@@ -231,7 +231,7 @@ def _cross_fitted_gains(
     return gains
 
 
-def _bootstrap_interval(gains: Sequence[float]) -> tuple[float, float]:
+def bootstrap_interval(gains: Sequence[float]) -> tuple[float, float]:
     """95 % percentile-bootstrap interval of the mean gain (fixed seed: the same run, the same
     interval)."""
     if not gains:
@@ -243,25 +243,30 @@ def _bootstrap_interval(gains: Sequence[float]) -> tuple[float, float]:
     return round(float(low), 4), round(float(high), 4)
 
 
-def _mean(values: Sequence[float]) -> float:
+def rounded_mean(values: Sequence[float]) -> float:
+    """The mean to 4 decimals (0 for none): how held-out scores are reported."""
     return round(float(np.mean(values)), 4) if len(values) else 0.0
 
 
-def dense_ndcg(
+def dense_ndcgs(
     query_vectors: np.ndarray,
     chunk_keys: np.ndarray,
     chunk_vectors: np.ndarray,
     chunk_of: Mapping[int, Chunk],
     queries: Sequence[TrainQuery],
     depth: int = 100,
-) -> float:
-    """Held-out nDCG@10 of exact inner-product search over the given chunk vectors (chunks by
-    key: each query judges its own unit, the chunk's document or the chunk)."""
+) -> list[float]:
+    """Each held-out query's nDCG@10 by exact inner-product search over the given chunk vectors
+    (chunks by key: each query judges its own unit, the chunk's document or the chunk); queries
+    without a relevant unit are left out."""
     scores = query_vectors @ chunk_vectors.T
     depth = min(depth, len(chunk_keys))
-    rankings: dict[str, list[str]] = {}
+    values = []
     for row, query in enumerate(queries):
+        if not query.relevant:
+            continue
         top = np.argpartition(-scores[row], depth - 1)[:depth]
         top = top[np.argsort(-scores[row][top], kind="stable")]
-        rankings[query.qid] = [query.unit(chunk_of[int(chunk_keys[i])]) for i in top]
-    return ndcg_at_10(rankings, {query.qid: query.relevant for query in queries})
+        ranking = [query.unit(chunk_of[int(chunk_keys[i])]) for i in top]
+        values.append(query_ndcg(ranking, query.relevant))
+    return values

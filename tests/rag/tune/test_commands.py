@@ -10,6 +10,7 @@ from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -159,35 +160,64 @@ def test_search_uses_the_registered_reranker_and_its_fusion(squad, cross_encoder
         collection.close()
 
 
-def force_dense_gain(monkeypatch: pytest.MonkeyPatch, gain: bool) -> None:
-    """Make the tuned embedder's held-out dense nDCG@10 beat the current one's (`gain`) or only
-    match it: both are still computed, in that order, and their values replaced."""
-    real = commands.dense_ndcg
+def force_dense_gain(monkeypatch: pytest.MonkeyPatch, gain: bool) -> list[np.ndarray]:
+    """Make the tuned embedder's held-out dense nDCG@10 beat the current one's on every query
+    (`gain`) or only match it: both are still computed, in that order, over the collection
+    without the held-out sentences, and their values replaced."""
+    real = commands.dense_ndcgs
     verdicts = iter([0.25, 0.75] if gain else [0.5, 0.5])
+    seen = []
 
-    def forced(*args, **kwargs) -> float:
-        real(*args, **kwargs)
-        return next(verdicts)
+    def forced(query_vectors, keys, vectors, chunk_of, queries, *args, **kwargs) -> list[float]:
+        values = real(query_vectors, keys, vectors, chunk_of, queries, *args, **kwargs)
+        seen.append(vectors)
+        return [next(verdicts)] * len(values)
 
-    monkeypatch.setattr(commands, "dense_ndcg", forced)
+    monkeypatch.setattr(commands, "dense_ndcgs", forced)
+    return seen
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("gain", [True, False], ids=["gain", "no-gain"])
-def test_tune_retriever_reembeds_and_swaps_only_a_winner(squad, minilm, monkeypatch, gain) -> None:
-    force_dense_gain(monkeypatch, gain)
+@pytest.mark.parametrize(
+    ("gain", "labelled"),
+    [(True, False), (False, True)],
+    ids=["gain-self-supervised", "no-gain-labelled"],
+)
+def test_tune_retriever_reembeds_and_swaps_only_a_winner(
+    squad, minilm, monkeypatch, gain, labelled
+) -> None:
+    judged = force_dense_gain(monkeypatch, gain)
     settings, queries, qrels = squad
-    options = TuneOptions(queries_file=queries, qrels_file=qrels, **{**TINY, "batch_size": 4})
+    collection = Collection.open(settings.index_dir, "squad")
+    try:
+        stored = np.concatenate(
+            [v for _, v in collection.store.live_vectors(collection.embedder.dimension)]
+        )
+    finally:
+        collection.close()
+    labels = {"queries_file": queries, "qrels_file": qrels} if labelled else {}
+    options = TuneOptions(**labels, **{**TINY, "batch_size": 4})
     report = tune_retriever(settings, "squad", options, embedder=minilm)
     card = report.card
     assert card["reembedded_chunks"] > 0 and card["training"]["steps"] == 1
-    before = card["metrics"]["before"]["dense_ndcg@10"]
-    after = card["metrics"]["after"]["dense_ndcg@10"]
-    assert report.registered == (after > before) == gain
+    metrics = card["metrics"]
+    before, after = metrics["before"]["dense_ndcg@10"], metrics["after"]["dense_ndcg@10"]
+    low, high = metrics["gain_interval"]
+    assert report.registered == (low > 0) == metrics["helps"] == gain
+    assert (after > before) == gain and low <= metrics["gain"] <= high
+    # Held-out sentences cut from passages were taken out of them, and those passages embedded
+    # again, before the current embedder was judged; real questions leave every passage as is.
+    changed_rows = np.flatnonzero(np.any(judged[0] != stored, axis=1))
+    assert metrics["held_out_test"] == "cloze"
+    assert len(changed_rows) == metrics["held_out_passages_changed"]
+    assert (metrics["held_out_passages_changed"] == 0) == labelled
     if gain:
         assert report.message.startswith("'squad' now uses the tuned embedder")
     else:
-        assert report.message.startswith("not registered: the tuned embedder does not beat")
+        assert report.message.startswith(
+            "not registered: the tuned embedder is not clearly better than the current one"
+        )
+        assert "95 % interval +0.0000 to +0.0000" in report.message
     collection = Collection.open(settings.index_dir, "squad")
     try:
         assert collection.embedder.name == (str(report.model_path) if gain else MINILM)

@@ -10,7 +10,7 @@ import pytest
 from rag.errors import ConfigError
 from rag.tune.heldout import (
     Candidates,
-    dense_ndcg,
+    dense_ndcgs,
     evaluate_reranking,
     held_out_candidates,
     ndcg_at_10,
@@ -135,14 +135,14 @@ def test_dense_ndcg_ranks_documents_by_their_best_chunk() -> None:
     vectors = np.eye(3, dtype=np.float32)
     query = TrainQuery("1", "q", (12,), frozenset({"c"}), "self")
     chunks = {10: _chunk(10, "a"), 11: _chunk(11, "b"), 12: _chunk(12, "c")}
-    assert dense_ndcg(np.array([[0, 0, 1.0]]), keys, vectors, chunks, [query]) == 1.0
-    assert dense_ndcg(np.array([[1.0, 0.5, 0]]), keys, vectors, chunks, [query]) == 0.5
+    assert dense_ndcgs(np.array([[0, 0, 1.0]]), keys, vectors, chunks, [query]) == [1.0]
+    assert dense_ndcgs(np.array([[1.0, 0.5, 0]]), keys, vectors, chunks, [query]) == [0.5]
     # Judged by passage, another chunk of the same document no longer counts.
     same_doc = {10: _chunk(10, "c"), 11: _chunk(11, "b"), 12: _chunk(12, "c")}
     by_document = TrainQuery("1", "q", (12,), frozenset({"c"}), "questions")
     by_passage = TrainQuery("1", "q", (12,), frozenset({"c12"}), "questions", passages=True)
-    assert dense_ndcg(np.array([[1.0, 0.5, 0]]), keys, vectors, same_doc, [by_document]) == 1.0
-    assert dense_ndcg(np.array([[1.0, 0.5, 0]]), keys, vectors, same_doc, [by_passage]) == 0.5
+    assert dense_ndcgs(np.array([[1.0, 0.5, 0]]), keys, vectors, same_doc, [by_document]) == [1.0]
+    assert dense_ndcgs(np.array([[1.0, 0.5, 0]]), keys, vectors, same_doc, [by_passage]) == [0.5]
 
 
 def test_held_out_candidates_are_first_stage_hits(hashed, squad_paragraphs) -> None:
