@@ -64,6 +64,11 @@ class Candidate:
     null_score: float
     tokens: int
 
+    @property
+    def margin(self) -> float:
+        """The span's score over its window's "no span" score: comparable across windows."""
+        return self.score - self.null_score
+
     def overlaps(self, other: Candidate) -> bool:
         """Whether both lie in the same passage and share a character."""
         return self.n == other.n and self.start < other.end and other.start < self.end
@@ -80,9 +85,11 @@ def candidate_features(
     chosen: Sequence[Candidate],
     texts: Mapping[int, str],
 ) -> list[dict[str, float]]:
-    """FEATURES of each span in `chosen`, measured against all `candidates` (best first)."""
+    """FEATURES of each span in `chosen`, measured against all `candidates` (best first). The
+    share of probability and the margin over the next different answer compare candidates by
+    `Candidate.margin`, the order they are ranked in."""
     words = [normalize(texts[c.n][c.start : c.end]) for c in candidates]
-    scores = np.asarray([c.score for c in candidates], dtype=np.float64)
+    scores = np.asarray([c.margin for c in candidates], dtype=np.float64)
     weights = np.exp(scores - scores.max())
     total = float(weights.sum())
     mass: dict[str, float] = {}
@@ -95,13 +102,13 @@ def candidate_features(
         own = normalize(text)
         rival = next(
             (
-                c.score
+                c.margin
                 for c, other in zip(candidates, words, strict=True)
                 if other != own and not c.overlaps(span)
             ),
             None,
         )
-        margin = _MAX_MARGIN if rival is None else span.score - rival
+        margin = _MAX_MARGIN if rival is None else span.margin - rival
         sentence = _sentence(texts[span.n], span.start, span.end)
         span_words = content_words(text)
         rows.append(
@@ -109,7 +116,7 @@ def candidate_features(
                 "score": span.score,
                 "probability": mass.get(own, 0.0) / total,
                 "margin": float(np.clip(margin, -_MAX_MARGIN, _MAX_MARGIN)),
-                "null_margin": float(np.clip(span.score - span.null_score, -20.0, 20.0)),
+                "null_margin": float(np.clip(span.margin, -20.0, 20.0)),
                 "log_words": math.log1p(len(_WORD.findall(text))),
                 "question_overlap": len(asked & content_words(sentence)) / max(1, len(asked)),
                 "echo": len(span_words & asked) / max(1, len(span_words)),

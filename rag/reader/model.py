@@ -145,7 +145,11 @@ class SpanReader:
 
     def candidates(self, question: str, passages: Sequence[tuple[int, str]]) -> list[Candidate]:
         """Every candidate span the model proposes, best first, a passage's span once (its best
-        score over the windows that hold it)."""
+        over the windows that hold it). Best is the span's score over its own window's "no span"
+        score: raw scores of different windows are not on one scale, and a window with no answer
+        still has a top span (on the calibration articles, the gold paragraph among 4 retrieved
+        ones: exact match 39.1 % by raw score, 43.5 % by this margin, the gold paragraph alone
+        49.6 % either way)."""
         readable = [(n, text) for n, text in passages if text.strip()]
         if not readable:
             return []
@@ -166,9 +170,9 @@ class SpanReader:
                     if sentence_of[candidate.start] != sentence_of[candidate.end - 1]:
                         continue
                     key = (candidate.n, candidate.start, candidate.end)
-                    if key not in best or best[key].score < candidate.score:
+                    if key not in best or best[key].margin < candidate.margin:
                         best[key] = candidate
-        return sorted(best.values(), key=lambda c: (-c.score, c.n, c.start, c.end))
+        return sorted(best.values(), key=lambda c: (-c.margin, c.n, c.start, c.end))
 
     def _window_candidates(self, session: Any, n: int, window: Window) -> list[Candidate]:
         """The best spans of one window (one window per call: int8 activations are quantised per
