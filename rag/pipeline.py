@@ -137,7 +137,7 @@ class Answerer:
                 spans = self.reader.read(query, [(c.n, c.chunk.text) for c in sources], top=1)
             timings["read_s"] = time.perf_counter() - clock
             span = spans[0] if spans else None
-        route = choose_route(span, self.settings)
+        route = choose_route(span, self.settings, self.llm)
         confidence = None if self.settings.answer_mode == "llm" else _confidence(span)
         if route == "refused":
             logger.info("refusing: the reader's confidence is %.3f", confidence or 0.0)

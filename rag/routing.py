@@ -7,7 +7,8 @@ The reader's confidence is a calibrated probability that its span is a right ans
 fits it on SQuAD articles the reader was not trained on, with passages that do not hold the answer
 among them), so the thresholds mean the same on any collection: at `reader_accept` (0.5) the span
 is more likely right than wrong and stands; under `reader_refuse` (0.1) the passages most likely do
-not say, and the question is refused before any LLM call.
+not say, and the question is refused before any LLM call. In between, the LLM answers, unless it
+is the embedded SmolLM2, which measured worse than the reader's unsure answers.
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ class Reader(Protocol):
         ...
 
 
-def choose_route(span: Span | None, settings: Settings) -> AnsweredBy:
-    """Who answers, from the reader's best span (None: it found none) and the answer mode."""
+def choose_route(span: Span | None, settings: Settings, llm: object = None) -> AnsweredBy:
+    """Who answers, from the reader's best span (None: it found none), the answer mode, and the
+    LLM: one that says it is `weaker_than_reader` (the embedded SmolLM2) is not handed the
+    questions the reader is unsure of, which the reader then answers, its confidence shown."""
     mode = settings.answer_mode
     if mode == "llm":
         return "llm"
@@ -40,6 +43,8 @@ def choose_route(span: Span | None, settings: Settings) -> AnsweredBy:
     if span is None or confidence < settings.reader_refuse:
         return "refused"
     if mode == "extractive" or confidence >= settings.reader_accept:
+        return "reader"
+    if getattr(llm, "weaker_than_reader", False):
         return "reader"
     return "llm"
 

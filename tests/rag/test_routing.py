@@ -81,6 +81,26 @@ def test_the_route_follows_the_mode_and_the_calibrated_confidence(mode, confiden
     assert choose_route(span(confidence), settings) == route
 
 
+def test_the_embedded_llm_is_not_handed_what_the_reader_is_unsure_of(super_bowl) -> None:
+    """SmolLM2 answered worse than the reader's unsure answers (docs/answers.md): with it, `auto`
+    lets the reader answer the middle band; a refusal and `llm` mode stay as they were."""
+    from rag.generation import EmbeddedLLM
+
+    embedded = EmbeddedLLM(device="cpu")  # not loaded: routing only reads what it is
+    settings = Settings(answer_mode="auto", reader_accept=0.5, reader_refuse=0.1)
+    assert choose_route(span(0.3), settings, embedded) == "reader"
+    assert choose_route(span(0.3), settings, RecordingLLM()) == "llm"
+    assert choose_route(span(0.05), settings, embedded) == "refused"
+    assert choose_route(span(0.3), Settings(answer_mode="llm"), embedded) == "llm"
+    # Through the pipeline: a question the reader is unsure of, no LLM call.
+    searcher, base = super_bowl
+    unsure = Answerer(
+        searcher, embedded, base.model_copy(update={"reader_accept": 1.0, "reader_refuse": 0.0})
+    ).ask(MVP)
+    assert unsure.answered_by == "reader" and "generate_s" not in unsure.timings
+    assert unsure.confidence is not None and unsure.confidence < 1.0
+
+
 def test_no_span_is_a_refusal_unless_the_llm_answers_anyway() -> None:
     assert choose_route(None, Settings(answer_mode="auto")) == "refused"
     assert choose_route(None, Settings(answer_mode="llm")) == "llm"
