@@ -338,8 +338,7 @@ def multi_vector_model(name: str, device: str, max_length: int = 256) -> Any:
 
     location = resolve_model(name)
     offline = local_only(location, "embedder")
-    modules_file = Path(location) / "modules.json"
-    if modules_file.is_file() and "MultiVectorMask" in modules_file.read_text():
+    if saved_multi_vector(Path(location)):
         return MultiVectorEncoder(location, device=device, local_files_only=offline)
     transformer = Transformer(
         location,
@@ -424,6 +423,12 @@ def choose_reranker(
     return RerankerChoice(reranker)
 
 
+def saved_multi_vector(folder: Path) -> bool:
+    """Whether `folder` holds a saved MultiVectorEncoder (a MaxSim model `rag tune` trained)."""
+    modules = folder / "modules.json"
+    return modules.is_file() and "MultiVectorMask" in modules.read_text("utf-8", errors="replace")
+
+
 def folder_arch(name: str) -> str | None:
     """What a local model folder holds, for a reranker: MAXSIM (a sentence-transformers model
     with a multi-vector module, as `rag tune reranker --arch maxsim` saves), CROSS_ENCODER (a
@@ -433,8 +438,7 @@ def folder_arch(name: str) -> str | None:
     folder = Path(name)
     if not folder.is_dir():
         return CROSS_ENCODER
-    modules = folder / "modules.json"
-    if modules.is_file() and "MultiVectorMask" in modules.read_text("utf-8", errors="replace"):
+    if saved_multi_vector(folder):
         return MAXSIM
     try:
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
