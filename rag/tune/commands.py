@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -208,10 +209,10 @@ def tune_retriever(
             batch_size=settings.embed_batch_size,
             backend=settings.embed_backend,
         )
-        keys, vectors = _reembed(collection, tuned, work / "vectors", settings.progress)
+        keys, live_texts = collection.store.live_texts()
+        vectors = _reembed(live_texts, tuned, work / "vectors", settings.progress)
         old_keys, old_vectors = stored_vectors(collection)
-        live_keys, live_texts = collection.store.live_texts()
-        if not (np.array_equal(old_keys, keys) and np.array_equal(live_keys, keys)):
+        if not np.array_equal(old_keys, keys):
             raise RagError(f"collection {name!r} changed while it was tuned; run the command again")
         # Judged over the collection without the held-out queries' sentences (rag/tune/cloze.py),
         # embedded by each model: while a passage still holds its query word for word, every
@@ -313,11 +314,10 @@ def _interrupted_note(state: TrainState) -> str:
 
 
 def _reembed(
-    collection: Collection, embedder: SentenceTransformerEmbedder, folder: Path, progress: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """Embed every live chunk with the tuned model, in blocks saved as they finish (a rerun of
-    an interrupted command picks them up)."""
-    keys, indexed = collection.store.live_texts()
+    indexed: Sequence[str], embedder: SentenceTransformerEmbedder, folder: Path, progress: bool
+) -> np.ndarray:
+    """Embed the live chunks' `indexed` texts (in key order) with the tuned model, in blocks
+    saved as they finish (a rerun of an interrupted command picks them up)."""
     texts = [embedding_text(text) for text in indexed]  # as ingest embeds them
     folder.mkdir(parents=True, exist_ok=True)
     stamp = model_stamp(embedder.name)
@@ -336,8 +336,7 @@ def _reembed(
                 tmp.replace(path)
             parts.append(block)
             bar.update(len(block))
-    vectors = np.concatenate(parts) if parts else np.zeros((0, embedder.dimension), np.float32)
-    return keys, vectors
+    return np.concatenate(parts) if parts else np.zeros((0, embedder.dimension), np.float32)
 
 
 def model_stamp(folder: str) -> str:
