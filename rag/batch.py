@@ -57,6 +57,8 @@ WORKER_CPUS = 1.0
 Records = Generator[dict[str, Any], None, None]
 # The header row of the summary, which marks a CSV as one this command wrote.
 SUMMARY_HEADER = "id,refused,error,citations,sentences,supported,total_s,answer"
+# A spreadsheet reads a cell that starts with one of these as a formula (OWASP, "CSV Injection").
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass
@@ -226,6 +228,12 @@ def check_outputs(out: Path, questions_file: Path | None = None) -> Path:
     return summary
 
 
+def _text_cell(value: object) -> str:
+    """`value` as a CSV cell that a spreadsheet shows as text, never evaluates."""
+    text = "" if value is None else str(value)
+    return f"'{text}" if text.startswith(_FORMULA_STARTS) else text
+
+
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
@@ -393,7 +401,10 @@ def _ray_get(ray: Any, refs: Any) -> Any:
 def write_summary(out: Path) -> Path:
     """A CSV beside the answers: one row per question with the headline numbers.
 
-    Written whole to a temporary file and renamed, so a reader never sees half of it.
+    Written whole to a temporary file and renamed, so a reader never sees half of it. Ids,
+    errors and answers come from questions files, documents and LLMs: one that a spreadsheet
+    would run as a formula is written with a leading apostrophe (`_text_cell`); the answers
+    file keeps every value as it was.
     """
     path = check_outputs(out)
     records, _ = answer_records(read_file_bytes(out, "answers file"), out.name)
@@ -407,14 +418,14 @@ def write_summary(out: Path) -> Path:
                 sentences = row.get("sentences") or []
                 writer.writerow(
                     [
-                        row["id"],
+                        _text_cell(row["id"]),
                         row.get("refused"),
-                        row.get("error") or "",
+                        _text_cell(row.get("error") or ""),
                         len(row.get("citations") or []),
                         len(sentences),
                         sum(bool(s.get("supported")) for s in sentences),
                         (row.get("timings") or {}).get("total_s", ""),
-                        row.get("answer", ""),
+                        _text_cell(row.get("answer", "")),
                     ]
                 )
             handle.flush()

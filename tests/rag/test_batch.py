@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -232,3 +233,21 @@ def test_sigkill_loses_no_finished_answer(setup, squad_paragraphs, tmp_path: Pat
     assert f"{len(kept)} already done" in rerun.stdout
     ids = [r["id"] for r in lines(out)]
     assert sorted(ids) == sorted(q.id for q in questions)
+
+
+def test_summary_cells_a_spreadsheet_would_run_are_written_as_text(
+    setup, minilm, server, tmp_path: Path
+) -> None:
+    _, _, questions = setup
+    ids = ['=HYPERLINK("http://127.0.0.1/x","open")', "+1", "-2", "@SUM(A1)", "plain"]
+    asked = [Question(i, q.question, answer=None) for i, q in zip(ids, questions, strict=False)]
+    out = tmp_path / "answers.jsonl"
+    run_batch(answerer_for(setup, minilm, server), asked, out, concurrency=2, progress=False)
+    with (tmp_path / "answers.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted(r["id"] for r in rows) == sorted("'" + i if i[0] in "=+-@" else i for i in ids)
+    assert all(r["answer"] and not r["answer"].startswith(("=", "+", "-", "@")) for r in rows)
+    # The answers file keeps the ids as the questions file gave them, so a rerun resumes.
+    assert sorted(r["id"] for r in lines(out)) == sorted(ids)
+    again = run_batch(answerer_for(setup, minilm, server), asked, out, 2, False)
+    assert (again.skipped, again.answered) == (len(ids), 0)
