@@ -90,6 +90,10 @@ def fit(
         metric_for_best_model=f"eval_{EVAL_NAME}_ndcg@10" if evaluator else None,
         **recipe.extra_args,
     )
+    # sentence-transformers fills its own model card's examples when a trainer is made, behind a
+    # "Computing widget examples" bar that --no-progress cannot reach; `rag tune` writes its own
+    # card (rag/tune/card.py) over that one, so give it examples and it skips the work.
+    recipe.model.model_card_data.widget = [{"text": "written by rag tune"}]
     trainer = recipe.trainer_class(
         model=recipe.model,
         args=args,
