@@ -170,11 +170,14 @@ class MaxSimReranker:
         device: str = "auto",
         fusion: Fusion | None = None,
         cache: TokenCache | None = None,
+        max_length: int = 256,
     ) -> None:
         self.name = name
         self.requested_device = device
         self.fusion = fusion
         self.cache = cache
+        # Tokens read of a query or a passage (`rerank_max_length`); the rest is cut off.
+        self.max_length = max_length
         self._model: Any = None
         # None: not tried yet; False: the query side runs on torch.
         self._queries: _OnnxQueries | Literal[False] | None = None
@@ -197,7 +200,9 @@ class MaxSimReranker:
         with self._lock:
             if self._model is None:
                 try:
-                    self._model = multi_vector_model(self.name, pick_device(self.requested_device))
+                    self._model = multi_vector_model(
+                        self.name, pick_device(self.requested_device), self.max_length
+                    )
                 except ModelError:
                     raise
                 except Exception as e:
@@ -339,7 +344,9 @@ def multi_vector_model(name: str, device: str, max_length: int = 256) -> Any:
     location = resolve_model(name)
     offline = local_only(location, "embedder")
     if saved_multi_vector(Path(location)):
-        return MultiVectorEncoder(location, device=device, local_files_only=offline)
+        model = MultiVectorEncoder(location, device=device, local_files_only=offline)
+        model.max_seq_length = max_length
+        return model
     transformer = Transformer(
         location,
         max_seq_length=max_length,
@@ -391,7 +398,11 @@ def choose_reranker(
     if registered:
         if registered_arch == MAXSIM:
             reranker = MaxSimReranker(
-                registered, device=device, fusion=fusion, cache=token_cache(registered)
+                registered,
+                device=device,
+                fusion=fusion,
+                cache=token_cache(registered),
+                max_length=max_length,
             )
         else:
             reranker = CrossEncoderReranker(
@@ -399,10 +410,14 @@ def choose_reranker(
             )
     elif configured == MAXSIM or configured.startswith(MAXSIM + ":"):
         name = configured.partition(":")[2] or MAXSIM_DEFAULT_MODEL
-        reranker = MaxSimReranker(name, device=device, cache=token_cache(name))
+        reranker = MaxSimReranker(
+            name, device=device, cache=token_cache(name), max_length=max_length
+        )
     elif (arch := folder_arch(configured)) == MAXSIM:
         # A model `rag tune reranker --arch maxsim` saved, named by its folder.
-        reranker = MaxSimReranker(configured, device=device, cache=token_cache(configured))
+        reranker = MaxSimReranker(
+            configured, device=device, cache=token_cache(configured), max_length=max_length
+        )
     elif arch is None:
         return RerankerChoice(
             None,

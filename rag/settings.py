@@ -95,6 +95,8 @@ class Settings(BaseSettings):
     rrf_k: int = Field(60, ge=1)
     rerank: bool = True
     rerank_depth: int = Field(20, ge=1, le=1000)
+    # Tokens the reranker reads: of a question and a passage together (cross-encoder), of each
+    # one (MaxSim).
     rerank_max_length: int = Field(256, ge=16, le=4096)
     # A MaxSim reranker encodes each passage once and keeps its token embeddings in the collection
     # (cache/reranker-tokens.sqlite, about 0.15 MB a chunk) up to this size; 0 keeps none.

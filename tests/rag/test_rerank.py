@@ -156,3 +156,16 @@ def test_the_query_side_on_onnx_matches_torch() -> None:
     expected = torch_tokens.detach().numpy()
     assert onnx.shape == expected.shape  # [CLS] and [SEP] left out on both
     assert np.allclose(onnx, expected, atol=1e-4)
+
+
+def test_maxsim_reads_as_many_tokens_as_rerank_max_length(squad_paragraphs) -> None:
+    from rag.rerank import choose_reranker
+
+    passage = max((p["context"] for p in squad_paragraphs), key=len)
+    short = choose_reranker(None, "maxsim", True, "cpu", max_length=32).reranker
+    assert isinstance(short, MaxSimReranker)
+    (tokens,) = short.passages([passage])
+    # [CLS] and [SEP] are read but not scored.
+    assert len(tokens) == 30 and len(short.query_tokens(passage)) == 30
+    (full,) = MaxSimReranker(MINILM, device="cpu").passages([passage])
+    assert len(full) > 100
