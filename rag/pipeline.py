@@ -134,7 +134,9 @@ class Answerer:
         if self.settings.answer_mode != "llm":
             clock = time.perf_counter()
             with self._local:
-                spans = self.reader.read(query, [(c.n, c.chunk.text) for c in sources], top=1)
+                spans = self.reader.read(
+                    query, [(c.n, c.chunk.text) for c in sources], top=1, ranked=True
+                )
             timings["read_s"] = time.perf_counter() - clock
             span = spans[0] if spans else None
         route = choose_route(span, self.settings, self.llm)

@@ -27,8 +27,15 @@ if TYPE_CHECKING:
 class Reader(Protocol):
     name: str
 
-    def read(self, question: str, passages: Sequence[tuple[int, str]], top: int = 3) -> list[Span]:
-        """Best distinct answer spans over the passages, best first."""
+    def read(
+        self,
+        question: str,
+        passages: Sequence[tuple[int, str]],
+        top: int = 3,
+        ranked: bool = False,
+    ) -> list[Span]:
+        """Best distinct answer spans over the passages, best first (`ranked`: the passages
+        come in search order)."""
         ...
 
 

@@ -129,10 +129,11 @@ class Settings(BaseSettings):
     min_evidence: float = Field(0.40, ge=-1.0, le=1.0)
     min_support: float = Field(0.46, ge=0.0, le=1.0)
     answer_mode: AnswerMode = "auto"
-    # The reader's confidence is a calibrated probability that its answer is right (rag/reader).
-    # At or above reader_accept its answer stands with no LLM call (more likely right than
-    # wrong); below reader_refuse the passages most likely do not hold an answer, and the question
-    # is refused before any LLM call. In between the LLM answers, with the reader's span as a hint.
+    # The reader's confidence is a calibrated probability that its answer holds a correct answer
+    # (rag/reader). At or above reader_accept its answer stands with no LLM call (more likely
+    # right than wrong); below reader_refuse the passages most likely do not hold an answer, and
+    # the question is refused before any LLM call. In between the LLM answers, with the reader's
+    # span as a hint.
     reader_accept: float = Field(0.5, ge=0.0, le=1.0)
     reader_refuse: float = Field(0.1, ge=0.0, le=1.0)
     # The verifier also flags a sentence with two or more words in a row that neither its cited

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from rag.errors import ModelError
 from rag.reader.calibration import FEATURES, Calibrator, reliability
-from rag.reader.data import paragraphs, squad_examples
+from rag.reader.data import Example, paragraphs, squad_examples
 from rag.reader.evaluate import CONDITIONS, passage_sets, read_all, summary
 from rag.reader.export import export_reader
 from rag.reader.model import CALIBRATION_FILE, SpanReader
@@ -30,7 +30,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 TRAINING_FILE = "training.json"
-LABEL = "exact match with a gold answer (SQuAD normalisation) of the best span"
+# What a confidence is the probability of. Holding a gold answer, not matching one exactly: an
+# answer such as "90° to each other" for the gold "90°" is right for the person who reads it, and
+# a label of exact match taught the confidence to refuse such answers (docs/answers.md).
+LABEL = "the best span holds a gold answer (SQuAD normalisation)"
 # The files of a model folder this stage writes; anything else there (the card) is left alone.
 _OWNED = ("model.onnx", "reader.json", CALIBRATION_FILE, TRAINING_FILE)
 
@@ -47,11 +50,8 @@ def finish_model(
     F1 points to float32 on the calibration articles, fit the confidence there, and write the
     model folder `out`. Returns what was written to `out/training.json`."""
     began = time.perf_counter()
-    articles = load_squad(Path(options.squad))
+    articles, examples = calibration_examples(options)
     split = article_split([str(a["title"]) for a in articles])
-    examples = squad_examples(articles, split.calibration)
-    if options.limit:
-        examples = examples[: options.limit]
     gold = [[e.paragraph] for e in examples]
     exports, scores = {}, {}
     for kind in ("fp32", "int8"):
@@ -73,43 +73,7 @@ def finish_model(
     for path in exports[chosen].iterdir():
         shutil.copy2(path, out / path.name)
 
-    from rag.embedding import SentenceTransformerEmbedder
-
-    dense = SentenceTransformerEmbedder("sentence-transformers/all-MiniLM-L6-v2", device="cpu")
-    sets = passage_sets(examples, paragraphs(articles, split.calibration), dense)
-    reader = SpanReader(out)
-    rows: list[dict[str, float]] = []
-    labels: list[bool] = []
-    counts: dict[str, dict[str, int]] = {}
-    for condition in CONDITIONS:
-        outcomes = read_all(
-            reader, examples, sets[condition], condition, with_features=True, progress=progress
-        )
-        kept = [o for o in outcomes if o.features is not None]
-        rows.extend(o.features for o in kept if o.features is not None)
-        labels.extend(o.exact for o in kept)
-        counts[condition] = {"spans": len(kept), "right": sum(o.exact for o in kept)}
-    calibration: dict[str, Any] = {"label": LABEL, "conditions": counts}
-    try:
-        calibrator = Calibrator.fit(
-            rows,
-            labels,
-            LABEL,
-            {"articles": list(split.calibration), "questions": len(examples), **counts},
-        )
-    except ModelError as e:  # a smoke run's handful of questions may all be wrong
-        logger.warning("no calibration written: %s", e)
-        calibration["skipped"] = str(e)
-    else:
-        calibrator.save(out / CALIBRATION_FILE)
-        error, table = reliability(calibrator.probabilities(rows).tolist(), labels)
-        calibration.update(
-            {
-                "coefficients": dict(zip(FEATURES, calibrator.coef, strict=True)),
-                "in_sample_ece": round(error, 4),
-                "in_sample_table": table,
-            }
-        )
+    calibration = fit_confidence(out, articles, examples, progress)
     written = {
         **record,
         "options": dataclasses.asdict(options),
@@ -130,3 +94,77 @@ def finish_model(
     (out / TRAINING_FILE).write_text(json.dumps(written, indent=2) + "\n", encoding="utf-8")
     logger.info("wrote the %s reader to %s", chosen, out)
     return written
+
+
+def calibration_examples(options: TrainOptions) -> tuple[list[dict[str, Any]], list[Example]]:
+    """The SQuAD articles and the questions of the calibration articles (the first
+    `options.limit` of them when it is set)."""
+    articles = load_squad(Path(options.squad))
+    examples = squad_examples(
+        articles, article_split([str(a["title"]) for a in articles]).calibration
+    )
+    return articles, examples[: options.limit or None]
+
+
+def fit_confidence(
+    folder: Path,
+    articles: list[dict[str, Any]],
+    examples: list[Example],
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Fit the confidence of the reader in `folder` on `examples` (questions of the calibration
+    articles) read in each of CONDITIONS, write it to `folder`, and say what was fitted."""
+    from rag.embedding import SentenceTransformerEmbedder
+
+    split = article_split([str(a["title"]) for a in articles])
+    dense = SentenceTransformerEmbedder("sentence-transformers/all-MiniLM-L6-v2", device="cpu")
+    sets = passage_sets(examples, paragraphs(articles, split.calibration), dense)
+    reader = SpanReader(folder)
+    rows: list[dict[str, float]] = []
+    labels: list[bool] = []
+    counts: dict[str, dict[str, int]] = {}
+    for condition in CONDITIONS:
+        outcomes = read_all(
+            reader, examples, sets[condition], condition, with_features=True, progress=progress
+        )
+        kept = [o for o in outcomes if o.features is not None]
+        rows.extend(o.features for o in kept if o.features is not None)
+        labels.extend(o.contains for o in kept)
+        counts[condition] = {"spans": len(kept), "right": sum(o.contains for o in kept)}
+    calibration: dict[str, Any] = {"label": LABEL, "conditions": counts}
+    try:
+        calibrator = Calibrator.fit(
+            rows,
+            labels,
+            LABEL,
+            {"articles": list(split.calibration), "questions": len(examples), **counts},
+        )
+    except ModelError as e:  # a smoke run's handful of questions may all be wrong
+        logger.warning("no calibration written: %s", e)
+        (folder / CALIBRATION_FILE).unlink(missing_ok=True)
+        calibration["skipped"] = str(e)
+        return calibration
+    calibrator.save(folder / CALIBRATION_FILE)
+    error, table = reliability(calibrator.probabilities(rows).tolist(), labels)
+    calibration.update(
+        {
+            "coefficients": dict(zip(FEATURES, calibrator.coef, strict=True)),
+            "in_sample_ece": round(error, 4),
+            "in_sample_table": table,
+        }
+    )
+    return calibration
+
+
+def recalibrate(options: TrainOptions, folder: Path, progress: bool = True) -> dict[str, Any]:
+    """Fit the confidence of the finished model in `folder` again (with this code's label and
+    features) and record it in its training.json; the weights are left as they are."""
+    record_file = folder / TRAINING_FILE
+    if not record_file.is_file():
+        raise ModelError(f"{folder} holds no finished reader ({TRAINING_FILE} is missing)")
+    articles, examples = calibration_examples(options)
+    record = json.loads(record_file.read_text(encoding="utf-8"))
+    record["calibration"] = fit_confidence(folder, articles, examples, progress)
+    record_file.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    logger.info("fitted the confidence of %s again", folder)
+    return record

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +42,12 @@ PACKAGED_FOLDER = Path(__file__).resolve().parent / "model"
 CALIBRATION_FILE = "calibration.json"
 # Candidates kept per window: enough for the probability of the best one to mean something.
 _PER_WINDOW = 20
+# When passages come in search order, a span in the passage ranked r loses RANK_PRIOR * ln(r)
+# of its margin: the search's first passage held a gold answer for 81 % of the calibration
+# articles' questions, the others far less often. Chosen on those articles (end to end over the
+# SQuAD collection, 500 questions: exact match 40.0 % with no prior, 40.8 % at 1, 41.4 % at 2,
+# 41.8 % at 3; docs/answers.md), not on the held-out ones.
+RANK_PRIOR = 2.0
 
 
 @dataclass(frozen=True)
@@ -118,11 +125,18 @@ class SpanReader:
         self._load()
         return self._calibrator is not None
 
-    def read(self, question: str, passages: Sequence[tuple[int, str]], top: int = 3) -> list[Span]:
+    def read(
+        self,
+        question: str,
+        passages: Sequence[tuple[int, str]],
+        top: int = 3,
+        ranked: bool = False,
+    ) -> list[Span]:
         """Best distinct spans over all passages, best first (empty when there are no passages).
 
         Spans are distinct answers: a span is left out when a better one has the same words
-        or overlaps it in the same passage.
+        or overlaps it in the same passage. `ranked`: the passages come best first (a search's
+        order), and a span from a passage further down needs a larger margin (RANK_PRIOR).
         """
         if not question.strip():
             raise ConfigError("the question is empty")
@@ -132,7 +146,13 @@ class SpanReader:
         if not candidates:
             return []
         texts = dict(passages)
-        chosen = distinct(candidates, texts, top)
+        ordered = candidates
+        if ranked:
+            rank = {n: r for r, (n, _) in enumerate(passages, start=1)}
+            ordered = sorted(
+                candidates, key=lambda c: -(c.margin - RANK_PRIOR * math.log(rank[c.n]))
+            )
+        chosen = distinct(ordered, texts, top)
         features = candidate_features(question, candidates, chosen, texts)
         if self._calibrator is not None:
             confidences = self._calibrator.probabilities(features)

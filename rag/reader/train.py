@@ -329,6 +329,11 @@ def _parser() -> argparse.ArgumentParser:
         parser.add_argument(flag, type=type(field.default), default=field.default)
     parser.add_argument("--int8-tolerance", type=float, default=1.0, help="F1 points int8 may lose")
     parser.add_argument("--train-only", action="store_true", help="stop after training")
+    parser.add_argument(
+        "--calibrate-only",
+        action="store_true",
+        help="fit the confidence of the finished model in --out again; train nothing",
+    )
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -342,6 +347,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     options = TrainOptions(
         **{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainOptions)}
     )
+    if args.calibrate_only:
+        from rag.reader.finish import recalibrate
+
+        record = recalibrate(options, args.out, progress=not args.no_progress)
+        print(json.dumps({k: v for k, v in record["calibration"].items() if "table" not in k}))
+        return
     done = trained_weights(options, args.work, progress=not args.no_progress)
     print(json.dumps({k: v for k, v in done.items() if k != "options"}, indent=2))
     if args.train_only:

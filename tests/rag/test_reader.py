@@ -332,3 +332,45 @@ def test_a_trained_head_exports_to_a_folder_the_reader_loads(tmp_path: Path) -> 
         assert span.n == 3 and passage[span.start : span.end] == span.text
         assert span.sentence in split_sentences(passage)
         assert 0.0 <= span.confidence <= 1.0
+
+
+def test_in_search_order_a_tie_goes_to_the_passage_ranked_higher(
+    reader: SpanReader, fixed: list[Example]
+) -> None:
+    # The same paragraph twice (a document and its copy): the span is as good in both, and the
+    # answer cites the one the search put first, whatever its number.
+    example = fixed[0]
+    passage = example.paragraph.text
+    for order in ([1, 2], [2, 1]):
+        passages = [(n, passage) for n in order]
+        best = reader.read(example.question, passages, top=1, ranked=True)[0]
+        assert best.n == order[0] and is_gold(best, example)
+        # Out of search order, a tie goes to the lower number.
+        assert reader.read(example.question, passages, top=1)[0].n == 1
+
+
+def test_recalibrating_fits_the_confidence_again_and_leaves_the_weights(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    import shutil
+
+    from rag.reader.finish import LABEL, TRAINING_FILE, recalibrate
+    from rag.reader.options import TrainOptions
+
+    folder = tmp_path / "reader"
+    shutil.copytree(PACKAGED_FOLDER, folder)
+    weights = (folder / "model.onnx").read_bytes()
+    (folder / "calibration.json").unlink()
+    options = TrainOptions(squad=str(shared_data / "squad" / "dev-v1.1.json"), limit=60)
+    record = recalibrate(options, folder, progress=False)
+    assert (folder / "model.onnx").read_bytes() == weights
+    assert record["calibration"]["label"] == LABEL
+    assert json.loads((folder / TRAINING_FILE).read_text())["calibration"] == record["calibration"]
+    counts = record["calibration"]["conditions"]
+    assert set(counts) == {"gold", "distractors", "none"}
+    # No passage read in the "none" condition holds an answer: none of its spans is right.
+    assert counts["none"]["right"] == 0 and counts["gold"]["right"] > 0
+    assert SpanReader(folder).calibrated
+
+    with pytest.raises(ModelError, match="holds no finished reader"):
+        recalibrate(options, tmp_path)
