@@ -48,6 +48,9 @@ def refusals(outcomes: list[Outcome]) -> dict[str, Any]:
             "exact_match_of_answered_pct": round(
                 100 * sum(o.exact for o in kept) / max(1, len(kept)), 1
             ),
+            "contains_gold_of_answered_pct": round(
+                100 * sum(o.contains for o in kept) / max(1, len(kept)), 1
+            ),
         }
     return out
 
@@ -97,7 +100,7 @@ def plot(tables: dict[str, list[dict[str, float]]], path: Path) -> None:
             label=name,
         )
     axis.set_xlabel("confidence (mean in bin)")
-    axis.set_ylabel("share of best spans that are exactly right")
+    axis.set_ylabel("share of best spans that hold a gold answer")
     axis.set_title("Span reader on held-out SQuAD articles")
     axis.legend(loc="upper left")
     figure.tight_layout()
@@ -130,7 +133,8 @@ def main() -> None:
     for condition in CONDITIONS:
         outcomes = read_all(reader, sample, sets[condition], condition)
         every.extend(outcomes)
-        error, table = reliability([o.confidence for o in outcomes], [o.exact for o in outcomes])
+        # The confidence is the probability that the span holds a gold answer (its label).
+        error, table = reliability([o.confidence for o in outcomes], [o.contains for o in outcomes])
         tables[condition] = table
         results[condition] = {
             **summary(outcomes),
@@ -139,7 +143,7 @@ def main() -> None:
             "ece": round(error, 4),
         }
         print(condition, json.dumps(results[condition]))
-    error, table = reliability([o.confidence for o in every], [o.exact for o in every])
+    error, table = reliability([o.confidence for o in every], [o.contains for o in every])
     results["calibration_all_conditions"] = {"ece": round(error, 4), "table": table}
     tables["all three"] = table
 
