@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from rag.tune.cloze import cloze_candidates
+import numpy as np
+
+from rag.tune.cloze import _best, cloze_candidates
 from rag.tune.heldout import held_out_candidates, ndcg_at_10
 from rag.tune.queries import self_supervised_queries
 
@@ -34,3 +36,9 @@ def test_cut_out_sentences_are_gone_from_what_the_test_searches(hashed) -> None:
     # The collection itself is not touched.
     after = collection.store.live_texts()
     assert (before[0] == after[0]).all() and before[1] == after[1]
+
+
+def test_best_rows_are_a_full_sorts_first_rows() -> None:
+    scores = np.random.default_rng(0).random(10_000).astype(np.float32)
+    assert np.array_equal(_best(scores, 30), np.argsort(-scores, kind="stable")[:30])
+    assert np.array_equal(_best(scores[:20], 30), np.argsort(-scores[:20], kind="stable"))
