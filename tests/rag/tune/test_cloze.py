@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from rag.tune.cloze import _best, cloze_candidates
-from rag.tune.heldout import held_out_candidates, ndcg_at_10
+from rag.tune.cloze import cloze_candidates
+from rag.tune.heldout import held_out_candidates, ndcg_at_10, top_rows
 from rag.tune.queries import self_supervised_queries
 
 
@@ -40,5 +40,5 @@ def test_cut_out_sentences_are_gone_from_what_the_test_searches(hashed) -> None:
 
 def test_best_rows_are_a_full_sorts_first_rows() -> None:
     scores = np.random.default_rng(0).random(10_000).astype(np.float32)
-    assert np.array_equal(_best(scores, 30), np.argsort(-scores, kind="stable")[:30])
-    assert np.array_equal(_best(scores[:20], 30), np.argsort(-scores[:20], kind="stable"))
+    assert np.array_equal(top_rows(scores, 30), np.argsort(-scores, kind="stable")[:30])
+    assert np.array_equal(top_rows(scores[:20], 30), np.argsort(-scores[:20], kind="stable"))
