@@ -22,7 +22,7 @@ from rag.reader.data import Example, paragraphs, squad_examples
 from rag.reader.evaluate import CONDITIONS, passage_sets, read_all, summary
 from rag.reader.export import export_reader
 from rag.reader.model import CALIBRATION_FILE, SpanReader
-from rag.squad import article_split, load_squad
+from rag.squad import ArticleSplit, article_split, load_squad
 
 if TYPE_CHECKING:
     from rag.reader.options import TrainOptions
@@ -50,8 +50,7 @@ def finish_model(
     F1 points to float32 on the calibration articles, fit the confidence there, and write the
     model folder `out`. Returns what was written to `out/training.json`."""
     began = time.perf_counter()
-    articles, examples = calibration_examples(options)
-    split = article_split([str(a["title"]) for a in articles])
+    articles, split, examples = calibration_examples(options)
     gold = [[e.paragraph] for e in examples]
     exports, scores = {}, {}
     for kind in ("fp32", "int8"):
@@ -73,7 +72,7 @@ def finish_model(
     for path in exports[chosen].iterdir():
         shutil.copy2(path, out / path.name)
 
-    calibration = fit_confidence(out, articles, examples, progress)
+    calibration = fit_confidence(out, articles, split, examples, progress)
     written = {
         **record,
         "options": dataclasses.asdict(options),
@@ -96,19 +95,21 @@ def finish_model(
     return written
 
 
-def calibration_examples(options: TrainOptions) -> tuple[list[dict[str, Any]], list[Example]]:
-    """The SQuAD articles and the questions of the calibration articles (the first
+def calibration_examples(
+    options: TrainOptions,
+) -> tuple[list[dict[str, Any]], ArticleSplit, list[Example]]:
+    """The SQuAD articles, their split, and the questions of the calibration articles (the first
     `options.limit` of them when it is set)."""
     articles = load_squad(Path(options.squad))
-    examples = squad_examples(
-        articles, article_split([str(a["title"]) for a in articles]).calibration
-    )
-    return articles, examples[: options.limit or None]
+    split = article_split([str(a["title"]) for a in articles])
+    examples = squad_examples(articles, split.calibration)
+    return articles, split, examples[: options.limit or None]
 
 
 def fit_confidence(
     folder: Path,
     articles: list[dict[str, Any]],
+    split: ArticleSplit,
     examples: list[Example],
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -116,7 +117,6 @@ def fit_confidence(
     articles) read in each of CONDITIONS, write it to `folder`, and say what was fitted."""
     from rag.embedding import SentenceTransformerEmbedder
 
-    split = article_split([str(a["title"]) for a in articles])
     dense = SentenceTransformerEmbedder("sentence-transformers/all-MiniLM-L6-v2", device="cpu")
     sets = passage_sets(examples, paragraphs(articles, split.calibration), dense)
     reader = SpanReader(folder)
@@ -162,9 +162,9 @@ def recalibrate(options: TrainOptions, folder: Path, progress: bool = True) -> d
     record_file = folder / TRAINING_FILE
     if not record_file.is_file():
         raise ModelError(f"{folder} holds no finished reader ({TRAINING_FILE} is missing)")
-    articles, examples = calibration_examples(options)
+    articles, split, examples = calibration_examples(options)
     record = json.loads(record_file.read_text(encoding="utf-8"))
-    record["calibration"] = fit_confidence(folder, articles, examples, progress)
+    record["calibration"] = fit_confidence(folder, articles, split, examples, progress)
     record_file.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     logger.info("fitted the confidence of %s again", folder)
     return record
