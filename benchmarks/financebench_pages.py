@@ -19,13 +19,12 @@ from collections.abc import Sequence
 from pathlib import Path, PurePath
 
 import numpy as np
+from financebench import DATA
 
 from rag.collection import Collection
 from rag.questions import Question, read_questions
 from rag.retrieval import Searcher
 from rag.settings import Settings
-
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "financebench-dev"
 
 
 class Pages:
@@ -95,10 +94,10 @@ def main() -> None:
             scores = pages.vectors @ query
             dense = pages.best_chunk(scores)
             by_vector = pages.page_vectors @ query
-            lexical_keys, _ = searcher._lexical(collection.lexical_index(), question.question, 1000)
+            _, lexical_keys = collection.lexical_index().search(question.question, 1000)
             lexical = np.full(len(pages.keys), -np.inf)
             for rank, key in enumerate(lexical_keys):
-                lexical[pages.row_of[key]] = -rank
+                lexical[pages.row_of[int(key)]] = -rank
             bm25 = order(pages.best_chunk(lexical))
             top3 = pages.vectors[np.argsort(-scores)[:3]].mean(axis=0)
             variants = {
