@@ -44,6 +44,10 @@ RAG_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
             "chunk_context": False,
         },
     ),
+    "rag-pypdf": (
+        "defaults, PDF text read by pypdf alone (before 2026-12-02)",
+        {"pdf_text": "pypdf"},
+    ),
 }
 
 

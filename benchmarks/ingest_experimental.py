@@ -1,8 +1,9 @@
-"""Experimental ingest variants for benchmarks/ingest_throughput.py, none of them in the product.
+"""An experimental ingest variant for benchmarks/ingest_throughput.py, not in the product.
 
 OpenVINO static int8 (NNCF post-training quantisation; needs `pip install openvino nncf`) as the
-embedder, and pypdfium2 (PDFium, C) instead of pypdf for page text. Heavy imports are inside the
-functions, so importing this module costs nothing until a variant runs.
+embedder. (PDFium for page text, the other experiment here once, is the product's default now:
+ingest/pdf.py.) Heavy imports are inside the functions, so importing this module costs nothing
+until a variant runs.
 """
 
 from __future__ import annotations
@@ -126,44 +127,3 @@ class OpenVinoEmbedder:
 def run_openvino_int8(pdfs: list[Path], workdir: Path) -> dict[str, Any]:
     """The project's job with the experimental OpenVINO int8 embedder passed in."""
     return run_rag(pdfs, workdir, embedder_factory=lambda: OpenVinoEmbedder(openvino_int8_model()))
-
-
-def pdfium_document(path: Path) -> Any:
-    """Experimental: a PDF's pages read with pypdfium2 (PDFium, C) instead of pypdf."""
-    import pypdfium2
-
-    from rag.types import Document, Page, sha256_hex
-
-    raw = path.read_bytes()
-    pages: list[Page] = []
-    empty: list[int] = []
-    for number, page in enumerate(pypdfium2.PdfDocument(raw), start=1):
-        text = page.get_textpage().get_text_range().replace("\r\n", "\n").replace("\r", "\n")
-        text = "\n".join(line.rstrip() for line in text.split("\n")).strip()
-        if text:
-            pages.append(Page(number, text))
-        else:
-            empty.append(number)
-    return Document(
-        id=sha256_hex(raw),
-        source=str(path),
-        title=path.stem,
-        media_type="application/pdf",
-        pages=tuple(pages),
-        empty_pages=tuple(empty),
-    )
-
-
-def run_int8_pdfium(pdfs: list[Path], workdir: Path) -> dict[str, Any]:
-    """As rag-int8 (the product's int8 backend), with PDFs read by pypdfium2."""
-    return run_rag(pdfs, workdir, backend="int8", loader=pdfium_document)
-
-
-def run_openvino_int8_pdfium(pdfs: list[Path], workdir: Path) -> dict[str, Any]:
-    """As rag-ov-int8, with PDFs read by pypdfium2."""
-    return run_rag(
-        pdfs,
-        workdir,
-        embedder_factory=lambda: OpenVinoEmbedder(openvino_int8_model()),
-        loader=pdfium_document,
-    )

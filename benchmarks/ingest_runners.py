@@ -7,7 +7,6 @@ counts and `setup_s` (imports and model load) apart from `work_s` (parse, chunk,
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -88,15 +87,12 @@ def run_rag(
     backend: str = "torch",
     job_class: Any = None,
     embedder_factory: Callable[[], Any] | None = None,
-    loader: Callable[[Path], Any] | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The project's ingest job with default settings (or `overrides` of them), a fresh index
     folder, and `backend`."""
     started = time.perf_counter()
-    from ingest.loaders import sha256_file
     from ingest.pipeline import IngestJob
-    from ingest.sources import Source
     from rag.embedding import SentenceTransformerEmbedder
     from rag.settings import DEFAULT_EMBEDDER, Settings
 
@@ -113,13 +109,7 @@ def run_rag(
     timed = _TimedEmbedder(embedder)
     job = (job_class or IngestJob)(settings, embedder=timed)
     ready = time.perf_counter()
-    if loader is None:
-        report = job.run_files("bench", pdfs)
-    else:
-        sources = [
-            Source(str(p), "file", sha256_file(p), functools.partial(loader, p)) for p in pdfs
-        ]
-        report = job.run("bench", sources)
+    report = job.run_files("bench", pdfs)
     done = time.perf_counter()
     if report.failed:
         raise SystemExit(f"ingest failed for {report.failed}")

@@ -9,8 +9,8 @@ load is counted the same way for all. A variant reports `setup` (imports and mod
 `work` (parse, chunk, embed, index) separately; the table's rates are end to end (setup + work).
 ONNX exports are built once before any timing (their one-off cost is reported on its own).
 Results go to a JSON file (default benchmarks/results/ingest_throughput.json).
-The jobs being timed are in ingest_runners.py, the experimental variants (OpenVINO static
-int8, pypdfium2) in ingest_experimental.py.
+The jobs being timed are in ingest_runners.py, the experimental variant (OpenVINO static
+int8) in ingest_experimental.py.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from ingest_experimental import run_int8_pdfium, run_openvino_int8, run_openvino_int8_pdfium
+from ingest_experimental import run_openvino_int8
 from ingest_runners import (
     CHUNK_OVERLAP,
     CHUNK_TOKENS,
@@ -102,19 +102,14 @@ VARIANTS: dict[str, tuple[str, Callable[..., dict[str, Any]], dict[str, Any]]] =
         run_rag,
         {"backend": "int8", "overrides": {"ocr": "off", "chunk_context": False}},
     ),
-    "rag-int8-pdfium": (
-        "experimental, not in the product: rag-int8 with PDFs read by pypdfium2, not pypdf",
-        run_int8_pdfium,
-        {},
+    "rag-int8-pypdf": (
+        "rag-int8 with PDF text read by pypdf alone (the product before PDFium read the text)",
+        run_rag,
+        {"backend": "int8", "overrides": {"pdf_text": "pypdf"}},
     ),
     "rag-ov-int8": (
         "experimental, not in the product: OpenVINO static int8 (NNCF, 64 SciFact abstracts)",
         run_openvino_int8,
-        {},
-    ),
-    "rag-ov-int8-pdfium": (
-        "experimental, not in the product: rag-ov-int8 with PDFs read by pypdfium2, not pypdf",
-        run_openvino_int8_pdfium,
         {},
     ),
 }
@@ -170,9 +165,8 @@ def prepare_exports(names: list[str]) -> dict[str, float]:
         "rag-int8": "int8",
         "rag-int8-plain": "int8",
         "rag-before-int8": "int8",
-        "rag-int8-pdfium": "int8",
+        "rag-int8-pypdf": "int8",
         "rag-ov-int8": "openvino-int8",
-        "rag-ov-int8-pdfium": "openvino-int8",
     }
     for backend in sorted({wanted[name] for name in names if name in wanted}):
         build = (

@@ -22,8 +22,9 @@ from pypdf.errors import DependencyError, PyPdfError
 
 from ingest import ocr as ocr_engine
 from ingest.ocr import OcrMode
-from ingest.pdf import finish_pages
+from ingest.pdf import finish_pages, pdfium_texts
 from rag.errors import LoadError
+from rag.settings import PdfText
 from rag.types import Document, Page, sha256_hex
 
 logger = logging.getLogger(__name__)
@@ -65,11 +66,13 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_document(path: Path, ocr: OcrMode = "off") -> Document:
+def load_document(path: Path, ocr: OcrMode = "off", pdf_text: PdfText = "pdfium") -> Document:
     """Read a supported file once and return its pages of text, or raise `LoadError`.
 
     `ocr` applies to PDFs (ingest/ocr.py): "auto" reads pages without usable text with
     Tesseract, "force" every page, "off" none (the default here; the setting's default is auto).
+    `pdf_text` is what reads a PDF's text layer: "pdfium", with pypdf for the pages PDFium cannot
+    read, or "pypdf" alone (the `pdf_text` setting).
     """
     source = str(path)
     suffix = path.suffix.lower()
@@ -85,7 +88,7 @@ def load_document(path: Path, ocr: OcrMode = "off") -> Document:
         raise LoadError(source, "empty file")
     media_type = _MEDIA_TYPES[suffix]
     if media_type == "application/pdf":
-        title, pages, empty = _load_pdf(raw, source, ocr)
+        title, pages, empty = _load_pdf(raw, source, ocr, pdf_text)
     else:
         title, text = _load_text(raw, source, media_type)
         pages, empty = (Page(1, text),), ()
@@ -151,13 +154,13 @@ def _quiet_pypdf() -> Iterator[None]:
 
 
 def _load_pdf(
-    raw: bytes, source: str, ocr: OcrMode
+    raw: bytes, source: str, ocr: OcrMode, pdf_text: PdfText
 ) -> tuple[str, tuple[Page, ...], tuple[int, ...]]:
     if b"%PDF-" not in raw[:1024]:
         raise LoadError(source, "malformed PDF: not a PDF file (no %PDF- header)")
     with _quiet_pypdf():
         try:
-            return _read_pdf(raw, source, ocr)
+            return _read_pdf(raw, source, ocr, pdf_text)
         except LoadError:
             raise
         except Exception as e:  # any parser failure (RecursionError, KeyError, ...) means broken
@@ -165,7 +168,7 @@ def _load_pdf(
 
 
 def _read_pdf(
-    raw: bytes, source: str, ocr: OcrMode
+    raw: bytes, source: str, ocr: OcrMode, pdf_text: PdfText
 ) -> tuple[str, tuple[Page, ...], tuple[int, ...]]:
     reader = PdfReader(io.BytesIO(raw))
     if reader.is_encrypted:
@@ -179,16 +182,21 @@ def _read_pdf(
     page_count = len(reader.pages)
     if page_count == 0:
         raise LoadError(source, "no pages")
+    read: list[str | None] = [None] * page_count
+    if pdf_text == "pdfium":
+        read = pdfium_texts(raw, source, page_count) or read
     texts: list[str] = []
     failures: list[Exception] = []
-    for number, page in enumerate(reader.pages, start=1):
-        try:
-            text = _normalise(page.extract_text().translate(_LIGATURES), strip_lines=True)
-        except Exception as e:  # noqa: BLE001 - one bad page must not cost the rest of the document
-            logger.debug("%s: page %d: text extraction failed: %r", source, number, e)
-            failures.append(e)
-            text = ""
-        texts.append(text)
+    for number, text in enumerate(read, start=1):
+        if not (text and text.strip()):
+            # Not read by PDFium, or no text there: pypdf reads the page (an empty page is cheap).
+            try:
+                text = reader.pages[number - 1].extract_text()
+            except Exception as e:  # noqa: BLE001 - one bad page must not cost the document
+                logger.debug("%s: page %d: text extraction failed: %r", source, number, e)
+                failures.append(e)
+                text = ""
+        texts.append(_normalise(text.translate(_LIGATURES), strip_lines=True))
     if len(failures) == page_count:
         raise LoadError(source, f"malformed PDF: {_short_cause(failures[0])}") from failures[0]
     texts = finish_pages(raw, source, texts, ocr)

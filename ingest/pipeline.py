@@ -95,7 +95,9 @@ class IngestJob:
         document keeps `metadata` (a file whose metadata changed is indexed again)."""
         check_name(name)
         s = self.settings
-        sources, found = file_sources(paths, s.max_file_mb * 2**20, s.follow_links, s.ocr, metadata)
+        sources, found = file_sources(
+            paths, s.max_file_mb * 2**20, s.follow_links, s.ocr, metadata, s.pdf_text
+        )
         notes = [f"skipped {shown(path)}: {why}" for path, why in found.skipped]
         for note in notes:
             tqdm.write(f"warning: {note}", file=sys.stderr)

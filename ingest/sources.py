@@ -22,7 +22,7 @@ from ingest.chunking import Chunker
 from ingest.context import document_label, with_context
 from ingest.loaders import SUPPORTED_SUFFIXES, load_document, sha256_file
 from rag.errors import LoadError, RagError
-from rag.settings import OcrMode
+from rag.settings import OcrMode, PdfText
 from rag.types import Chunk, Document, shown
 
 logger = logging.getLogger(__name__)
@@ -137,9 +137,10 @@ def file_sources(
     follow_links: bool = False,
     ocr: OcrMode = "off",
     metadata: Mapping[str, str] | None = None,
+    pdf_text: PdfText = "pdfium",
 ) -> tuple[list[Source], Discovery]:
     """Sources for files, recorded by absolute path, hashed up front (cheap next to parsing).
-    PDFs are loaded with OCR mode `ocr` (the `ocr` setting).
+    PDFs are loaded with OCR mode `ocr` and text reader `pdf_text` (the settings of those names).
 
     A file that cannot be ingested (unreadable, not a regular file, over `max_bytes`) is still a
     source: one that fails with its reason, so the job reports it and goes on with the rest.
@@ -156,7 +157,7 @@ def file_sources(
         if reason is not None:
             sources.append(_refused_source(str(path), reason))
         else:
-            load = functools.partial(load_document, path, ocr)
+            load = functools.partial(load_document, path, ocr, pdf_text)
             sources.append(Source(str(path), "file", content_id, load, dict(metadata or {})))
     return sources, found
 

@@ -31,6 +31,8 @@ LLMBackendName = Literal["embedded", "openai", "transformers"]
 Engine = Literal["local", "ray"]
 # PDF pages read by Tesseract: those without usable text (auto), every page (force), or none.
 OcrMode = Literal["auto", "off", "force"]
+# What reads a PDF's text layer: PDFium (fast; pypdf for any page it cannot read), or pypdf alone.
+PdfText = Literal["pdfium", "pypdf"]
 # Who answers: the small span reader when it is sure and the LLM otherwise (auto), the reader
 # only (extractive: no LLM call ever), or the LLM only (llm: the reader does not run).
 AnswerMode = Literal["auto", "extractive", "llm"]
@@ -41,6 +43,7 @@ DEVICES: tuple[str, ...] = get_args(Device)
 LLM_BACKEND_NAMES: tuple[str, ...] = get_args(LLMBackendName)
 ENGINES: tuple[str, ...] = get_args(Engine)
 OCR_MODES: tuple[str, ...] = get_args(OcrMode)
+PDF_TEXT_READERS: tuple[str, ...] = get_args(PdfText)
 ANSWER_MODES: tuple[str, ...] = get_args(AnswerMode)
 
 
@@ -164,6 +167,10 @@ class Settings(BaseSettings):
     # PDF pages with no text layer or garbled text get their text from Tesseract OCR when it is
     # installed (`apt-get install tesseract-ocr`); "force" OCRs every page, "off" none.
     ocr: OcrMode = "auto"
+    # What reads a PDF's text layer: PDFium (about 20x faster than pypdf, and keeps words apart
+    # where pypdf glues them), or pypdf alone. pypdf always opens the file (encryption, repair)
+    # and reads any page PDFium cannot. Applies to files ingested from now on.
+    pdf_text: PdfText = "pdfium"
 
     # `rag serve`: with accounts on, every request carries an API key (`rag users add`) and sees
     # only the collections its user owns or was given; off (the default, for local use), the

@@ -18,7 +18,7 @@ from rag.cli.options import (
     settings_options,
 )
 from rag.embedding import EMBED_BACKENDS
-from rag.settings import INDEX_TYPES, OCR_MODES
+from rag.settings import INDEX_TYPES, OCR_MODES, PDF_TEXT_READERS
 
 
 @click.command()
@@ -62,6 +62,11 @@ from rag.settings import INDEX_TYPES, OCR_MODES
     type=click.Choice(OCR_MODES),
     help="Read PDF pages with Tesseract: those with no usable text (auto, the default), "
     "every page (force), or none (off).",
+)
+@click.option(
+    "--pdf-text",
+    type=click.Choice(PDF_TEXT_READERS),
+    help="What reads PDF text: PDFium (the default; fast) or pypdf alone.",
 )
 @engine_options("Ray actors that embed (default: one per GPU, else one per 2 CPUs).")
 @progress_option
