@@ -23,26 +23,30 @@ from pathlib import Path
 from typing import Any
 
 from ingest.loaders import load_document
+from rag.settings import PdfText
 
 _WORD = re.compile(r"[^\W\d_]+")
 _GLUED = re.compile(r"\b(?:the|of|to|and|in|for)[A-Z][a-z]{3,}\b")
 LONG = 20
 
 
-def read(path: Path, reader: str) -> tuple[str, float]:
+READERS: tuple[PdfText, ...] = ("pdfium", "pypdf")
+
+
+def read(path: Path, reader: PdfText) -> tuple[str, float]:
     started = time.process_time()
-    doc = load_document(path, ocr="off", pdf_text=reader)  # type: ignore[arg-type]
+    doc = load_document(path, ocr="off", pdf_text=reader)
     seconds = time.process_time() - started
     return "\n".join(page.text for page in doc.pages), seconds
 
 
 def compare(folder: Path) -> dict[str, Any]:
     totals: Counter[str] = Counter()
-    seconds = {"pdfium": 0.0, "pypdf": 0.0}
+    seconds = dict.fromkeys(READERS, 0.0)
     files = sorted(folder.glob("*.pdf"))
     for number, path in enumerate(files, start=1):
         texts = {}
-        for reader in ("pdfium", "pypdf"):
+        for reader in READERS:
             texts[reader], took = read(path, reader)
             seconds[reader] += took
         words = {r: Counter(w.lower() for w in _WORD.findall(t)) for r, t in texts.items()}
@@ -53,7 +57,7 @@ def compare(folder: Path) -> dict[str, Any]:
             totals[f"{reader}_glued"] += len(_GLUED.findall(text))
         print(f"  {number}/{len(files)} {path.name}", flush=True)
     result: dict[str, Any] = {"folder": str(folder), "files": len(files)}
-    for reader in ("pdfium", "pypdf"):
+    for reader in READERS:
         result[reader] = {
             "load_cpu_s": round(seconds[reader], 1),
             "words": totals[f"{reader}_words"],
