@@ -1,4 +1,5 @@
-"""Search a collection: dense (FAISS), BM25, or both fused by reciprocal rank; then rerank.
+"""Search a collection: dense (FAISS), BM25, or both fused (by normalised scores, or by
+reciprocal rank); then rerank.
 
 searcher = Searcher(collection, settings)
 result = searcher.search("what does the reranker do?")   # SearchResult, best hit first
@@ -53,13 +54,52 @@ def check_query(text: str, limit: int) -> None:
 
 
 def reciprocal_rank_fusion(
-    rankings: Sequence[Sequence[int]], k: int = 60
+    rankings: Sequence[Sequence[int]], k: int = 60, weights: Sequence[float] | None = None
 ) -> list[tuple[int, float]]:
-    """Fuse ranked key lists: score(key) = sum over lists of 1 / (k + rank), rank from 1."""
+    """Fuse ranked key lists: score(key) = sum over lists of weight / (k + rank), rank from 1
+    (every weight 1 unless given)."""
+    weights = weights or [1.0] * len(rankings)
     scores: dict[int, float] = {}
-    for ranking in rankings:
+    for ranking, weight in zip(rankings, weights, strict=True):
         for rank, key in enumerate(ranking, start=1):
-            scores[key] = scores.get(key, 0.0) + 1.0 / (k + rank)
+            scores[key] = scores.get(key, 0.0) + weight / (k + rank)
+    return _best_first(scores)
+
+
+def score_fusion(
+    rankings: Sequence[tuple[Sequence[int], Sequence[float]]], weights: Sequence[float]
+) -> list[tuple[int, float]]:
+    """Fuse (keys, scores) lists by a weighted sum of min-max normalised scores: within each
+    list its best candidate scores 1 and its last 0, and a key missing from a list gets 0 there.
+
+    Unlike reciprocal rank, this keeps how far apart the candidates are: a chunk far ahead in one
+    retriever stays ahead of chunks that both retrievers rank middling. A list whose candidates
+    all score the same gives each of them 1."""
+    scores: dict[int, float] = {}
+    for (keys, values), weight in zip(rankings, weights, strict=True):
+        if not len(keys):
+            continue
+        low, high = min(values), max(values)
+        for key, value in zip(keys, values, strict=True):
+            normalised = (value - low) / (high - low) if high > low else 1.0
+            scores[key] = scores.get(key, 0.0) + weight * normalised
+    return _best_first(scores)
+
+
+def fuse_hybrid(
+    settings: Settings,
+    dense: tuple[Sequence[int], Sequence[float]],
+    lexical: tuple[Sequence[int], Sequence[float]],
+) -> list[tuple[int, float]]:
+    """Hybrid search's (key, score) list, best first, from the dense and BM25 (keys, scores),
+    joined as `settings` say (hybrid_fusion, dense_weight, rrf_k)."""
+    weights = (settings.dense_weight, 1.0 - settings.dense_weight)
+    if settings.hybrid_fusion == "rrf":
+        return reciprocal_rank_fusion([dense[0], lexical[0]], settings.rrf_k, weights)
+    return score_fusion([dense, lexical], weights)
+
+
+def _best_first(scores: dict[int, float]) -> list[tuple[int, float]]:
     # Ties break on the key so the same input always gives the same order.
     return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
 
@@ -171,9 +211,9 @@ class Searcher:
         if mode == "bm25":
             keys, scores = self._lexical(self.collection.lexical_index(), query, k, allowed)
             return self._hits(keys, scores, "bm25")
-        dense_keys, _ = self._dense(query, depth, allowed)
-        lexical_keys, _ = self._lexical(self.collection.lexical_index(), query, depth, allowed)
-        fused = reciprocal_rank_fusion([dense_keys, lexical_keys], k=self.settings.rrf_k)[:k]
+        dense = self._dense(query, depth, allowed)
+        lexical = self._lexical(self.collection.lexical_index(), query, depth, allowed)
+        fused = fuse_hybrid(self.settings, dense, lexical)[:k]
         return self._hits([key for key, _ in fused], [score for _, score in fused], "hybrid")
 
     def allowed_keys(self, where: Where | None) -> np.ndarray | None:

@@ -22,6 +22,9 @@ DEFAULT_RERANKER = "cross-encoder/ms-marco-MiniLM-L-6-v2"
 DEFAULT_CONFIG_FILE = Path("rag.toml")
 
 SearchMode = Literal["dense", "bm25", "hybrid"]
+# How hybrid search joins the dense and BM25 rankings: by their scores, each min-max normalised
+# over its own candidates, or by reciprocal rank (rank only). docs/documents.md, "Fusing scores".
+HybridFusion = Literal["scores", "rrf"]
 IndexType = Literal["auto", "flat", "hnsw", "ivf", "ivfpq"]
 Device = Literal["auto", "cpu", "cuda"]
 # rag.embedding.EMBED_BACKENDS describes each; on a CUDA GPU all of them embed with torch.
@@ -95,6 +98,9 @@ class Settings(BaseSettings):
     search_mode: SearchMode = "hybrid"
     top_k: int = Field(5, ge=1, le=10_000)
     candidates: int = Field(100, ge=1, le=100_000)
+    hybrid_fusion: HybridFusion = "scores"
+    # The dense ranking's share of a hybrid score (BM25 has the rest), in either fusion.
+    dense_weight: float = Field(0.5, ge=0.0, le=1.0)
     rrf_k: int = Field(60, ge=1)
     rerank: bool = True
     rerank_depth: int = Field(20, ge=1, le=1000)

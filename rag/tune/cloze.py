@@ -8,7 +8,7 @@ passage still holds it word for word (held-out nDCG@10 0.96 to 0.98), and a rera
 tokens finds it too: a test every model passes. Here the held-out sentences are taken out of every
 passage that holds them for the whole test. The first stage is rebuilt the way search runs it
 (dense over the stored vectors, with the changed passages embedded again; BM25 over the texts as
-changed; both fused by reciprocal rank), and the reranker reads the passages as changed. The query
+changed; both fused as the settings say), and the reranker reads the passages as changed. The query
 then has to find its passage by what the rest of the passage says, as a person's question does.
 """
 
@@ -21,7 +21,7 @@ import numpy as np
 from rag.collection import Collection
 from rag.embedding import Embedder
 from rag.lexical import LexicalIndex
-from rag.retrieval import Searcher, reciprocal_rank_fusion
+from rag.retrieval import Searcher, fuse_hybrid
 from rag.text import embedding_text
 from rag.tune.heldout import Candidates, top_rows
 from rag.tune.queries import TrainQuery
@@ -47,11 +47,13 @@ def cloze_candidates(
     first_depth = max(depth, searcher.settings.candidates)
     ranked: list[list[int]] = []
     for query, vector in zip(held_out, queries, strict=True):
-        top = top_rows(vectors @ vector, first_depth)
-        _, lexical_keys = lexical.search(query.text, first_depth)
-        fused = reciprocal_rank_fusion(
-            [[int(keys[i]) for i in top], [int(key) for key in lexical_keys]],
-            k=searcher.settings.rrf_k,
+        similarities = vectors @ vector
+        top = top_rows(similarities, first_depth)
+        lexical_scores, lexical_keys = lexical.search(query.text, first_depth)
+        fused = fuse_hybrid(
+            searcher.settings,
+            ([int(keys[i]) for i in top], [float(similarities[i]) for i in top]),
+            ([int(key) for key in lexical_keys], [float(s) for s in lexical_scores]),
         )[:depth]
         ranked.append([key for key, _ in fused])
     # Only the candidates' chunks are read: a few thousand, not the whole collection.

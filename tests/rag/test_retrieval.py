@@ -12,7 +12,7 @@ from rag.collection import Collection
 from rag.errors import ConfigError
 from rag.langchain import CollectionRetriever
 from rag.rerank import CrossEncoderReranker, choose_reranker
-from rag.retrieval import Searcher, reciprocal_rank_fusion
+from rag.retrieval import Searcher, reciprocal_rank_fusion, score_fusion
 from tests.conftest import write_squad_docs
 
 PARAGRAPHS = 60
@@ -38,6 +38,33 @@ def test_rrf_orders_by_summed_reciprocal_ranks() -> None:
     assert fused[0][1] == pytest.approx(1 / 61 + 1 / 62)
 
 
+def test_weighted_rrf_scales_each_list() -> None:
+    fused = reciprocal_rank_fusion([[1, 2], [2, 1]], k=60, weights=[0.8, 0.2])
+    assert [key for key, _ in fused] == [1, 2]
+    assert fused[0][1] == pytest.approx(0.8 / 61 + 0.2 / 62)
+
+
+def test_score_fusion_keeps_the_gaps_that_ranks_lose() -> None:
+    # Dense puts chunk 1 far ahead; BM25 puts it third, close behind 2 and 3. Reciprocal rank sees
+    # only the places and puts 2 first; the scores keep 1's lead.
+    dense = ([1, 2, 3, 4], [0.9, 0.5, 0.45, 0.1])
+    lexical = ([2, 3, 1, 4], [12.0, 11.0, 10.0, 2.0])
+    assert [key for key, _ in reciprocal_rank_fusion([dense[0], lexical[0]])] == [2, 1, 3, 4]
+    fused = score_fusion([dense, lexical], [0.5, 0.5])
+    assert [key for key, _ in fused] == [1, 2, 3, 4]
+    # Each list's best is 1 and its last 0: 1 is (1 + 0.8) / 2, 2 is (0.5 + 1) / 2.
+    assert dict(fused)[1] == pytest.approx(0.9) and dict(fused)[2] == pytest.approx(0.75)
+    assert dict(fused)[4] == 0.0
+    bm25_heavy = score_fusion([dense, lexical], [0.1, 0.9])
+    assert [key for key, _ in bm25_heavy] == [2, 3, 1, 4]
+
+
+def test_score_fusion_of_uneven_lists() -> None:
+    # A key in one list only scores 0 in the other; a list of equal scores (or of one) gives 1.
+    fused = score_fusion([([7], [0.3]), ([8, 9], [2.0, 2.0]), ([], [])], [0.6, 0.3, 0.1])
+    assert fused == [(7, pytest.approx(0.6)), (8, pytest.approx(0.3)), (9, pytest.approx(0.3))]
+
+
 @pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
 def test_questions_find_their_paragraph(squad_collection, squad_paragraphs, minilm, mode) -> None:
     collection, settings, docs = squad_collection
@@ -51,6 +78,30 @@ def test_questions_find_their_paragraph(squad_collection, squad_paragraphs, mini
         assert all(hit.stage == mode for hit in hits)
     # Many SQuAD paragraphs share an article, so a top-5 hit rate well above chance is the bar.
     assert found / total >= 0.7, f"{mode}: {found}/{total}"
+
+
+@pytest.mark.parametrize("fusion", ["scores", "rrf"])
+def test_hybrid_fuses_the_two_rankings_as_the_settings_say(
+    squad_collection, minilm, fusion: str
+) -> None:
+    collection, settings, _ = squad_collection
+    chosen = settings.model_copy(update={"hybrid_fusion": fusion, "dense_weight": 0.7})
+    searcher = Searcher(collection, chosen, embedder=minilm, reranker=None)
+    query = "Which NFL team represented the AFC at Super Bowl 50?"
+    dense = searcher.retrieve(query, chosen.candidates, "dense")
+    lexical = searcher.retrieve(query, chosen.candidates, "bm25")
+    number = {hit.chunk.id: n for n, hit in enumerate([*dense, *lexical])}
+    rankings = [
+        ([number[h.chunk.id] for h in hits], [h.score for h in hits]) for hits in (dense, lexical)
+    ]
+    if fusion == "scores":
+        expected = score_fusion(rankings, [0.7, 0.3])
+    else:
+        expected = reciprocal_rank_fusion([keys for keys, _ in rankings], chosen.rrf_k, [0.7, 0.3])
+    found = searcher.retrieve(query, 10, "hybrid")
+    assert [number[hit.chunk.id] for hit in found] == [key for key, _ in expected[:10]]
+    assert [hit.score for hit in found] == pytest.approx([score for _, score in expected[:10]])
+    assert found[0].chunk.text.count("Denver Broncos") or found[0].chunk.text.count("AFC")
 
 
 def test_search_without_a_reranker_says_why(squad_collection, minilm) -> None:
