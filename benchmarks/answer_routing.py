@@ -63,6 +63,7 @@ def run(
         row: dict[str, Any] = {
             "question": question,
             "answer": answer.text,
+            "gold": list(golds),
             "answered_by": answer.answered_by,
             "confidence": answer.confidence,
             "llm_called": "generate_s" in answer.timings,
@@ -133,6 +134,9 @@ def main() -> None:
     )
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/answer_routing.json"))
+    parser.add_argument(
+        "--rows", type=Path, help="also write every answerable question's row here (JSON Lines)"
+    )
     args = parser.parse_args()
 
     settings = Settings.load(progress=False)
@@ -203,6 +207,11 @@ def main() -> None:
                 }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
+    if args.rows:
+        with args.rows.open("w", encoding="utf-8") as out:
+            for mode, mode_rows in rows.items():
+                for row in mode_rows:
+                    out.write(json.dumps({"mode": mode, **row}) + "\n")
     print(json.dumps(results, indent=2))
 
 
