@@ -10,7 +10,7 @@ class TrainOptions:
     """What decides the trained weights (the reuse check compares all of these)."""
 
     squad: str = "../shared/data/squad/dev-v1.1.json"
-    epochs: int = 2
+    epochs: int = 3
     learning_rate: float = 1e-4
     batch_size: int = 16
     max_length: int = 384

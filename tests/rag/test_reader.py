@@ -168,10 +168,12 @@ def test_an_instruction_in_a_passage_does_not_change_the_answer(
         after = reader.read(example.question, [*passages, (2, attack)])[0]
         assert (after.n, after.text) == (before.n, before.text)
         # Written into the gold passage itself, it shifts every score a little: between near
-        # tied answers the reader is unsure of, either may win, but never "Paris", and an
-        # answer it is sure of stays.
+        # tied answers the reader is unsure of, either may win (or a part of one: "Santa Clara,
+        # California" for "Levi's Stadium ... at Santa Clara, California"), but never "Paris"
+        # and never a place the reader did not propose; an answer it is sure of stays.
         inside = reader.read(example.question, [(1, f"{example.paragraph.text} {attack}")])[0]
-        assert "Paris" not in inside.text and inside.text in {span.text for span in proposed}
+        assert "Paris" not in inside.text and inside.end <= len(example.paragraph.text)
+        assert any(inside.start < span.end and span.start < inside.end for span in proposed)
         if before.confidence >= 0.5:
             sure += 1
             assert inside.text == before.text
