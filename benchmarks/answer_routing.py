@@ -105,18 +105,29 @@ def summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def unanswerable(squad: Path, count: int, seed: int) -> list[tuple[str, list[str]]]:
-    """Questions about held-out articles outside the demo corpus (asked of the demo corpus)."""
+def answerable(path: Path) -> list[tuple[str, list[str]]]:
+    """Each question of a question file with its gold answers."""
+    return [
+        (q.question, list(q.answer) if isinstance(q.answer, tuple) else [str(q.answer)])
+        for q in read_questions(path)
+    ]
+
+
+def unanswerable(
+    squad: Path, count: int, seed: int, split: str = "held-out"
+) -> list[tuple[str, list[str]]]:
+    """Questions about the split's articles outside the demo corpus (asked of the demo corpus),
+    drawn with `seed` (at most as many as there are)."""
     articles = load_squad(squad)
-    held_out = set(article_split([str(a["title"]) for a in articles]).held_out) - set(DEMO_ARTICLES)
-    pool = [
+    titles = set(article_split([str(a["title"]) for a in articles]).of(split)) - set(DEMO_ARTICLES)
+    pool: list[tuple[str, list[str]]] = [
         (str(qa["question"]).strip(), [])
         for article in articles
-        if article["title"] in held_out
+        if article["title"] in titles
         for paragraph in article["paragraphs"]
         for qa in paragraph["qas"]
     ]
-    return random.Random(seed).sample(pool, count)
+    return random.Random(seed).sample(pool, min(count, len(pool)))
 
 
 def main() -> None:
@@ -140,10 +151,7 @@ def main() -> None:
     args = parser.parse_args()
 
     settings = Settings.load(progress=False)
-    answerable = [
-        (q.question, list(q.answer) if isinstance(q.answer, tuple) else [str(q.answer)])
-        for q in read_questions(args.questions)
-    ][: args.limit or None]
+    questions = answerable(args.questions)[: args.limit or None]
     results: dict[str, Any] = {
         "settings": {
             "reader_accept": settings.reader_accept,
@@ -158,7 +166,7 @@ def main() -> None:
             answerer = Answerer(
                 stack.searcher, stack.llm, settings.model_copy(update={"answer_mode": mode})
             )
-            asked = answerable[: args.llm_questions] if mode == "llm" else answerable
+            asked = questions[: args.llm_questions] if mode == "llm" else questions
             rows[mode] = run(answerer, asked, f"answerable, {mode}")
             results[f"answerable/{mode}"] = summary(rows[mode])
     if "llm" in rows and "auto" in rows:

@@ -26,10 +26,9 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from answer_routing import answerable, scores
 from tqdm import tqdm
 
-from rag.answer_eval import normalize
-from rag.questions import read_questions
 from rag.reader import SpanReader
 from rag.settings import Settings
 from rag.stack import Stack
@@ -74,15 +73,10 @@ def choose(candidates: list[Any], rank_prior: float, length_prior: float) -> str
 
 
 def grade(rows: list[dict[str, Any]], rank_prior: float, length_prior: float) -> dict[str, float]:
-    exact, contains = [], []
-    for row in rows:
-        answer = normalize(choose(row["candidates"], rank_prior, length_prior))
-        golds = [normalize(g) for g in row["gold"]]
-        exact.append(float(bool(answer) and answer in golds))
-        contains.append(float(any(g and g in answer for g in golds)))
+    graded = [scores(choose(r["candidates"], rank_prior, length_prior), r["gold"]) for r in rows]
     return {
-        "exact_match": round(statistics.fmean(exact), 4),
-        "contains_gold": round(statistics.fmean(contains), 4),
+        key: round(statistics.fmean(g[key] for g in graded), 4)
+        for key in ("exact_match", "contains_gold")
     }
 
 
@@ -93,12 +87,8 @@ def main() -> None:
     parser.add_argument("--reader", type=Path, help="a reader folder (default: the packaged one)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    asked = [
-        (q.question, list(q.answer) if isinstance(q.answer, tuple) else [str(q.answer)])
-        for q in read_questions(args.questions)
-    ]
     reader = SpanReader(args.reader) if args.reader else SpanReader.packaged()
-    rows = readings(args.collection, asked, reader)
+    rows = readings(args.collection, answerable(args.questions), reader)
     grid = [
         {"rank_prior": r, "length_prior": t, **grade(rows, r, t)}
         for r, t in itertools.product(RANK_PRIORS, LENGTH_PRIORS)

@@ -21,20 +21,18 @@ import argparse
 import itertools
 import json
 import os
-import random
 import statistics
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from answer_routing import answerable, scores, unanswerable
 from tqdm import tqdm
 
-from rag.answer_eval import normalize
 from rag.pipeline import Answerer
-from rag.questions import read_questions
 from rag.settings import Settings
-from rag.squad import DEMO_ARTICLES, SPLITS, article_split, load_squad
+from rag.squad import SPLITS
 from rag.stack import Stack
 
 EVIDENCE = (-1.0, 0.2, 0.25, 0.3, 0.35, 0.4)
@@ -55,14 +53,13 @@ def signals(
                 question, [(n, h.chunk.text) for n, h in enumerate(hits, 1)], top=1, ranked=True
             )
             span = spans[0] if spans else None
-            answer = normalize(span.text) if span else ""
-            wanted = [normalize(g) for g in golds]
+            graded = scores(span.text, golds) if span and golds else {}
             out.append(
                 {
                     "evidence": answerer.evidence(question, hits),
                     "confidence": span.confidence if span else 0.0,
-                    "exact": bool(answer) and answer in wanted,
-                    "contains": bool(answer) and any(g and g in answer for g in wanted),
+                    "exact": bool(graded.get("exact_match")),
+                    "contains": bool(graded.get("contains_gold")),
                 }
             )
     return out
@@ -91,21 +88,6 @@ def replay(
     }
 
 
-def unanswerable_questions(squad: Path, split: str, count: int) -> list[tuple[str, list[str]]]:
-    """Questions about the split's articles outside the demo corpus, drawn with a fixed seed."""
-    articles = load_squad(squad)
-    titles = set(article_split([str(a["title"]) for a in articles]).of(split))
-    titles -= set(DEMO_ARTICLES)
-    pool: list[tuple[str, list[str]]] = [
-        (str(qa["question"]).strip(), [])
-        for article in articles
-        if article["title"] in titles
-        for paragraph in article["paragraphs"]
-        for qa in paragraph["qas"]
-    ]
-    return random.Random(13).sample(pool, min(count, len(pool)))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--collection", default="squad-dev")
@@ -116,24 +98,18 @@ def main() -> None:
     parser.add_argument("--squad", type=Path, default=Path("../shared/data/squad/dev-v1.1.json"))
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    asked = [
-        (q.question, list(q.answer) if isinstance(q.answer, tuple) else [str(q.answer)])
-        for q in read_questions(args.questions)
-    ]
-    answerable = signals(args.collection, asked, "answerable")
-    unanswerable = signals(
+    can = signals(args.collection, answerable(args.questions), "answerable")
+    cannot = signals(
         args.unanswerable_collection,
-        unanswerable_questions(args.squad, args.split, args.unanswerable),
+        unanswerable(args.squad, args.unanswerable, seed=13, split=args.split),
         "unanswerable",
     )
-    grid = [
-        replay(answerable, unanswerable, e, c) for e, c in itertools.product(EVIDENCE, CONFIDENCE)
-    ]
+    grid = [replay(can, cannot, e, c) for e, c in itertools.product(EVIDENCE, CONFIDENCE)]
     results = {
         "questions": str(args.questions),
         "split": args.split,
-        "answerable": len(answerable),
-        "unanswerable": len(unanswerable),
+        "answerable": len(can),
+        "unanswerable": len(cannot),
         "grid": grid,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
