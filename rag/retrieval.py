@@ -19,6 +19,7 @@ from rag.collection import Collection
 from rag.embedding import Embedder, embedder_for
 from rag.errors import ConfigError
 from rag.filters import Where
+from rag.glossary import Glossary
 from rag.index import index_params
 from rag.models import set_torch_threads
 from rag.rerank import CROSS_ENCODER, Reranker, RerankerChoice, choose_reranker
@@ -153,6 +154,8 @@ class Searcher:
         self._reranker_arg = reranker
         self._reranker_choice: RerankerChoice | None = None
         self._allowed: dict[Where, tuple[int, np.ndarray]] = {}
+        # Words a question's terms add to it for the first stage; a bad glossary fails here.
+        self.glossary = Glossary.load(settings.query_glossaries)
         # The settings' scope (`--where`) unless a call gives its own; a bad one fails here.
         self.where = Where.parse(settings.where)
 
@@ -204,6 +207,7 @@ class Searcher:
         allowed = self.allowed_keys(where)
         if allowed is not None and not len(allowed):
             return []
+        query = self.glossary.expand(query)
         depth = max(k, self.settings.candidates)
         if mode == "dense":
             keys, scores = self._dense(query, k, allowed)

@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     # The dense ranking's share of a hybrid score (BM25 has the rest), in either fusion.
     dense_weight: float = Field(0.5, ge=0.0, le=1.0)
     rrf_k: int = Field(60, ge=1)
+    # Glossaries whose terms add words to a question before the first stage (rag/glossary.py):
+    # built-in names (rag/glossaries: "finance") or TOML files; empty: the question as asked.
+    query_glossaries: tuple[str, ...] = ("finance",)
     rerank: bool = True
     rerank_depth: int = Field(20, ge=1, le=1000)
     # Tokens the reranker reads: of a question and a passage together (cross-encoder), of each

@@ -85,8 +85,24 @@ def retrieval_options(func: F) -> F:
                 "collection's own, registered by `rag tune reranker`, else the `reranker` "
                 "setting).",
             ),
+            click.option(
+                "--glossary",
+                "query_glossaries",
+                multiple=True,
+                metavar="NAME|FILE",
+                callback=_glossaries,
+                help="Add the words a glossary gives for a question's terms before searching "
+                "(repeatable): a built-in one (finance, the default) or a TOML file; "
+                "`--glossary none` searches the question as asked.",
+            ),
         ],
     )
+
+
+def _glossaries(_ctx: Any, _param: Any, value: tuple[str, ...]) -> tuple[str, ...] | None:
+    if not value:
+        return None
+    return tuple(name for name in value if name.lower() != "none")
 
 
 def where_option(func: F) -> F:

@@ -240,3 +240,46 @@ def test_a_long_document_without_pages_is_not_cut_to_one_chunk(
     assert all(
         key[2] == hit.chunk.start // TEXT_PAGE_CHARS for key, hit in zip(keys, hits, strict=True)
     )
+
+
+@pytest.fixture(scope="module")
+def filing_pages(tmp_path_factory, shared_data, minilm):
+    """Pages 40 to 60 of 3M's 2022 annual report (the auditor's report, the statements of
+    income, comprehensive income, balance sheet, equity and cash flows, the first notes)."""
+    from pypdf import PdfReader, PdfWriter
+
+    from rag.settings import Settings
+
+    root = tmp_path_factory.mktemp("filing")
+    writer = PdfWriter()
+    for page in PdfReader(shared_data / "financebench-dev/pdfs/3M_2022_10K.pdf").pages[39:60]:
+        writer.add_page(page)
+    path = root / "3M_2022_10K.pdf"
+    with path.open("wb") as out:
+        writer.write(out)
+    settings = Settings.load(index_dir=root / "idx", progress=False, device="cpu", rerank=False)
+    IngestJob(settings, embedder=minilm).run_files("f", [path])
+    with Collection.open(settings.index_dir, "f") as collection:
+        yield collection, settings
+
+
+@pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
+@pytest.mark.parametrize(
+    "question",
+    [
+        "What is 3M's FY2022 fixed asset turnover ratio?",
+        "Does 3M have positive working capital based on FY2022 data?",
+    ],
+)
+def test_a_glossary_leads_a_ratio_question_to_the_statement(
+    filing_pages, minilm, mode: str, question: str
+) -> None:
+    """A ratio's inputs are line items of the balance sheet (property, plant and equipment;
+    current assets and liabilities), which never names the ratio."""
+    collection, settings = filing_pages
+    balance_sheet = 11  # page 50 of the filing
+    plain = settings.model_copy(update={"query_glossaries": ()})
+    without = Searcher(collection, plain, embedder=minilm).search(question, 5, mode).hits
+    found = Searcher(collection, settings, embedder=minilm).search(question, 5, mode).hits
+    assert without[0].chunk.page != balance_sheet
+    assert found[0].chunk.page == balance_sheet
