@@ -250,6 +250,8 @@ class Searcher:
         allowed = self.allowed_keys(where)
         if where and allowed is not None and not len(allowed):
             notices.append(f"no chunk matches --where {where.describe()}")
+        if added := self.glossary.additions(query):
+            notices.append(f"also searched for the glossary's words: {'; '.join(added)}")
         choice = self.reranker_choice() if rerank else RerankerChoice(None, None)
         started = time.perf_counter()
         if choice.reranker is None:

@@ -283,3 +283,7 @@ def test_a_glossary_leads_a_ratio_question_to_the_statement(
     found = Searcher(collection, settings, embedder=minilm).search(question, 5, mode).hits
     assert without[0].chunk.page != balance_sheet
     assert found[0].chunk.page == balance_sheet
+    # The search says what it added; the hits keep the question as asked.
+    notices = Searcher(collection, settings, embedder=minilm).search(question, 5, mode).notices
+    [notice] = [n for n in notices if n.startswith("also searched for the glossary's words: ")]
+    assert "total current" in notice or "property plant and equipment" in notice
