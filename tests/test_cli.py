@@ -81,6 +81,25 @@ def test_search_text_output(built, mode: str) -> None:
     assert "(page 1)" in result.stdout
 
 
+def test_glossary_flag(built, tmp_path: Path) -> None:
+    """The built-in glossary is on by default and says what it added; --glossary none turns it
+    off; a user's file is read; a missing one is one line."""
+    index_dir, _ = built
+    question = "What was the gross margin of the Super Bowl broadcast?"
+    default = run("search", question, "-c", "demo", "--no-rerank", index_dir=index_dir)
+    assert "also searched for the glossary's words: gross profit" in default.stderr
+    plain = run("search", question, "-c", "demo", "--glossary", "none", index_dir=index_dir)
+    assert plain.exit_code == 0 and "glossary" not in plain.stderr
+    mine = tmp_path / "sports.toml"
+    mine.write_text('[[term]]\nmatch = ["Super Bowl"]\nexpand = "NFL championship game"\n')
+    own = run("search", question, "-c", "demo", "--glossary", str(mine), index_dir=index_dir)
+    assert "glossary's words: NFL championship game" in own.stderr
+    assert "gross profit" not in own.stderr
+    missing = run("search", question, "-c", "demo", "--glossary", "nope.toml", index_dir=index_dir)
+    assert missing.exit_code == 1
+    assert missing.stderr.strip().startswith("Error: no glossary 'nope.toml'")
+
+
 def test_unknown_collection_names_the_known_ones(built) -> None:
     index_dir, _ = built
     result = run("search", "x", "-c", "nope", index_dir=index_dir)
