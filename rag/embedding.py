@@ -5,7 +5,8 @@ vectors = embedder.embed(["a passage", "another"])   # shape (2, 384)
 
 Backends (`EMBED_BACKENDS`): "torch" runs sentence-transformers as it is; "onnx" and "int8" run
 the same model through ONNX Runtime on the CPU, from a copy exported (for "int8", also quantised)
-once from the local weights and cached under ~/.cache/rag/onnx (nothing is downloaded for it).
+once from the local weights and cached under ~/.cache/rag/onnx (nothing is downloaded for it;
+$RAG_CACHE_DIR moves the cache).
 On a CUDA GPU every backend embeds with torch: the GPU is faster than any of them.
 
 sentence-transformers' own ONNX backend goes through optimum, whose releases pin transformers
@@ -35,7 +36,14 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 from rag.errors import ModelError
-from rag.models import canonical_name, local_only, pick_device, resolve_model, usable_cores
+from rag.models import (
+    cache_root,
+    canonical_name,
+    local_only,
+    pick_device,
+    resolve_model,
+    usable_cores,
+)
 from rag.types import sha256_hex
 
 if TYPE_CHECKING:
@@ -295,9 +303,8 @@ class _OnnxModel:
 
 
 def default_cache_dir() -> Path:
-    """Where exported models are kept: $XDG_CACHE_HOME/rag/onnx, else ~/.cache/rag/onnx."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "rag" / "onnx"
+    """Where exported models are kept: ~/.cache/rag/onnx, or as `cache_root` says."""
+    return cache_root() / "onnx"
 
 
 def onnx_export(name: str, backend: str, cache_dir: Path | None = None) -> Path:
@@ -319,7 +326,7 @@ def onnx_export(name: str, backend: str, cache_dir: Path | None = None) -> Path:
         return target
     try:
         root.mkdir(parents=True, exist_ok=True)
-        _remove_abandoned_exports(root)
+        prune_exports(root)
         staging = Path(tempfile.mkdtemp(prefix=".export-", dir=root))
     except OSError as e:
         raise ModelError(
@@ -342,13 +349,20 @@ def onnx_export(name: str, backend: str, cache_dir: Path | None = None) -> Path:
     return target
 
 
-def _remove_abandoned_exports(root: Path, older_than_s: float = 3600.0) -> None:
-    """Staging folders of exports killed midway (a live export takes well under a minute)."""
+def prune_exports(root: Path, older_than_s: float = 3600.0) -> None:
+    """Staging folders of exports killed midway (a live export takes well under a minute), and
+    exports of model folders that are gone (a tuned model deleted with its collection, a test's
+    temporary one), which would otherwise stay in the cache, about 90 MB each, for good."""
     now = time.time()
     for stale in root.glob(".export-*"):
         with contextlib.suppress(OSError):
             if now - stale.stat().st_mtime > older_than_s:
                 shutil.rmtree(stale, ignore_errors=True)
+    for meta in root.glob(f"*/{_META_FILE}"):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            source = json.loads(meta.read_text(encoding="utf-8")).get("source")
+            if isinstance(source, str) and Path(source).is_absolute() and not Path(source).exists():
+                shutil.rmtree(meta.parent, ignore_errors=True)
 
 
 def _model_folder(name: str) -> Path:

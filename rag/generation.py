@@ -30,7 +30,7 @@ from pydantic import SecretStr
 
 from rag.decoding import AnswerCut, CommonTokens, Decoding, answer_processors, common_tokens
 from rag.errors import ConfigError, GenerationError, ModelError
-from rag.models import local_only, pick_device, resolve_model, set_torch_threads
+from rag.models import cache_root, local_only, pick_device, resolve_model, set_torch_threads
 
 if TYPE_CHECKING:
     from openai import OpenAI
@@ -472,13 +472,6 @@ class EmbeddedLLM(TransformersLLM):
 
     def _location(self) -> str:
         return str(embedded_model_folder())
-
-
-def cache_root() -> Path:
-    """$RAG_CACHE_DIR, else $XDG_CACHE_HOME/rag, else ~/.cache/rag (read at each call)."""
-    if os.environ.get("RAG_CACHE_DIR"):
-        return Path(os.environ["RAG_CACHE_DIR"]).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rag"
 
 
 def embedded_model_folder() -> Path:

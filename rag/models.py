@@ -93,6 +93,15 @@ def local_only(location: str, kind: str) -> bool:
     return True
 
 
+def cache_root() -> Path:
+    """Where rag keeps what it builds from packaged models (ONNX exports, the embedded LLM's
+    converted weights): $RAG_CACHE_DIR, else $XDG_CACHE_HOME/rag, else ~/.cache/rag (read at
+    each call)."""
+    if os.environ.get("RAG_CACHE_DIR"):
+        return Path(os.environ["RAG_CACHE_DIR"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rag"
+
+
 def pick_device(requested: str) -> str:
     """'cuda' when asked for or when 'auto' finds a GPU; otherwise 'cpu'."""
     if requested == "cpu":

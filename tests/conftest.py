@@ -26,6 +26,9 @@ atexit.register(shutil.rmtree, os.environ["HF_HOME"], ignore_errors=True)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
+# What tests build from models (ONNX exports of every temporary tuned model, the embedded LLM's
+# weights) stays in the checkout, reused from run to run, and out of the user's ~/.cache/rag.
+os.environ.setdefault("RAG_CACHE_DIR", str(REPO / ".cache" / "rag-tests"))
 SHARED_DATA = REPO.parent / "shared" / "data"
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 

@@ -9,7 +9,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from rag.embedding import EMBED_BACKENDS, SentenceTransformerEmbedder, onnx_export
+from rag.embedding import (
+    EMBED_BACKENDS,
+    SentenceTransformerEmbedder,
+    default_cache_dir,
+    onnx_export,
+    prune_exports,
+)
 from rag.errors import ModelError
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -124,6 +130,33 @@ def test_export_is_built_once_and_reused(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".export-*"))  # no staging folder left behind
     # The fp32 export is a different folder: the backend is part of the cache key.
     assert onnx_export(MINILM, "onnx", tmp_path) != first
+
+
+def test_exports_of_models_that_are_gone_are_pruned(tmp_path: Path) -> None:
+    # A tuned reranker lives in its collection; once the collection is deleted its export
+    # would stay in the cache (about 90 MB each) with nothing left to load it.
+    root = tmp_path / "onnx"
+    model = tmp_path / "collection" / "models" / "reranker-1"
+    model.mkdir(parents=True)
+    for name, source in (
+        ("kept-tokens-1", str(model)),
+        ("gone-tokens-2", str(tmp_path / "deleted" / "reranker-0")),
+        ("hub-int8-3", "sentence-transformers/all-MiniLM-L6-v2"),  # not a folder: kept
+    ):
+        (root / name).mkdir(parents=True)
+        (root / name / "rag-export.json").write_text(json.dumps({"source": source}))
+    (root / "unfinished-int8-4").mkdir()  # no meta yet: an export in progress
+    prune_exports(root)
+    assert sorted(p.name for p in root.iterdir()) == [
+        "hub-int8-3",
+        "kept-tokens-1",
+        "unfinished-int8-4",
+    ]
+
+
+def test_the_cache_follows_rag_cache_dir(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("RAG_CACHE_DIR", str(tmp_path / "cache"))
+    assert default_cache_dir() == tmp_path / "cache" / "onnx"
 
 
 def test_unwritable_cache_names_the_way_out(tmp_path: Path) -> None:
