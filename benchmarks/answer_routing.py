@@ -156,6 +156,8 @@ def main() -> None:
         "settings": {
             "reader_accept": settings.reader_accept,
             "reader_refuse": settings.reader_refuse,
+            "min_answerable": settings.min_answerable,
+            "min_evidence": settings.min_evidence,
             "llm_backend": settings.llm_backend,
             "search_mode": settings.search_mode,
         }

@@ -10,6 +10,7 @@ for event in answerer.stream("And who did they beat?", history=[...]):
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from rag.answerability import Answerability
 from rag.errors import ConfigError
 from rag.generation import LLM, Delta, Done, Message, complete
 from rag.retrieval import Searcher, check_query
@@ -124,7 +126,8 @@ class Answerer:
             )
             return AnswerDone(_replace(answer, **extra))
 
-        if not sources or evidence < self.settings.min_evidence:
+        joint = self.answerability()
+        if not sources or (joint is None and evidence < self.settings.min_evidence):
             # Too little support to ask the LLM: it would only invent an answer.
             logger.info("refusing: evidence %.3f < %.3f", evidence, self.settings.min_evidence)
             yield finish(REFUSAL_TEXT, True)
@@ -139,11 +142,19 @@ class Answerer:
                 )
             timings["read_s"] = time.perf_counter() - clock
             span = spans[0] if spans else None
-        route = choose_route(span, self.settings, self.llm)
+        answerable = None
+        if joint is not None and span is not None:
+            answerable = joint.probability(evidence, span.confidence)
+        route = choose_route(span, self.settings, self.llm, answerable)
         confidence = None if self.settings.answer_mode == "llm" else _confidence(span)
         if route == "refused":
-            logger.info("refusing: the reader's confidence is %.3f", confidence or 0.0)
-            yield finish(REFUSAL_TEXT, True, confidence=confidence)
+            logger.info(
+                "refusing: evidence %.3f, the reader's confidence %.3f, answerable %s",
+                evidence,
+                confidence or 0.0,
+                "n/a" if answerable is None else f"{answerable:.3f}",
+            )
+            yield finish(REFUSAL_TEXT, True, confidence=confidence, answerable=answerable)
             return
         if route == "reader" and span is not None:
             text, check, quote = reader_answer(span)
@@ -155,6 +166,7 @@ class Answerer:
                 False,
                 answered_by="reader",
                 confidence=confidence,
+                answerable=answerable,
                 quote=quote,
                 citations=cited,
                 sentences=(check,),
@@ -206,6 +218,7 @@ class Answerer:
             text,
             False,
             confidence=confidence,
+            answerable=answerable,
             citations=tuple(cited_sources),
             sentences=tuple(checks),
             usage=usage,
@@ -221,6 +234,17 @@ class Answerer:
 
             self._reader = SpanReader.packaged()
         return self._reader
+
+    def answerability(self) -> Answerability | None:
+        """The model that decides refusals from evidence and the reader's confidence together,
+        where it applies: a mode that runs the reader, `min_answerable` above 0, and the
+        embedder and reader it was fitted with. None: the two separate gates decide."""
+        if self.settings.answer_mode == "llm" or self.settings.min_answerable <= 0:
+            return None
+        model = _packaged_answerability()
+        if model is None or not model.applies(self.searcher.embedder.name, self.reader.name):
+            return None
+        return model
 
     def rewrite(self, question: str, history: Sequence[Message]) -> str:
         """A follow-up question as a standalone query, written by the LLM from the conversation."""
@@ -318,6 +342,11 @@ def drop_unknown_citations(text: str, count: int) -> tuple[str, tuple[int, ...]]
     cleaned = re.sub(r",\s*([.;:!?]|$)", r"\1", cleaned)
     cleaned = re.sub(r"\s+([.,;])", r"\1", re.sub(r"[ \t]{2,}", " ", cleaned))
     return cleaned.strip(), tuple(dropped)
+
+
+@functools.cache
+def _packaged_answerability() -> Answerability | None:
+    return Answerability.packaged()
 
 
 def _confidence(span: Span | None) -> float:

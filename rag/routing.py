@@ -6,9 +6,11 @@
 The reader's confidence is a calibrated probability that its span is a right answer (rag/reader
 fits it on SQuAD articles the reader was not trained on, with passages that do not hold the answer
 among them), so the thresholds mean the same on any collection: at `reader_accept` (0.5) the span
-is more likely right than wrong and stands; under `reader_refuse` (0.1) the passages most likely do
-not say, and the question is refused before any LLM call. In between, the LLM answers, unless it
-is the embedded SmolLM2, which measured worse than the reader's unsure answers.
+is more likely right than wrong and stands. A question is refused before any LLM call when the
+documents more likely do not answer it: a probability from the search's evidence and the reader's
+confidence together (rag/answerability.py, setting `min_answerable`), or, where that model does
+not apply, the reader's confidence alone under `reader_refuse` (0.1). In between, the LLM
+answers, unless it is the embedded SmolLM2, which measured worse than the reader's unsure answers.
 """
 
 from __future__ import annotations
@@ -39,15 +41,26 @@ class Reader(Protocol):
         ...
 
 
-def choose_route(span: Span | None, settings: Settings, llm: object = None) -> AnsweredBy:
-    """Who answers, from the reader's best span (None: it found none), the answer mode, and the
-    LLM: one that says it is `weaker_than_reader` (the embedded SmolLM2) is not handed the
-    questions the reader is unsure of, which the reader then answers, its confidence shown."""
+def choose_route(
+    span: Span | None,
+    settings: Settings,
+    llm: object = None,
+    answerable: float | None = None,
+) -> AnsweredBy:
+    """Who answers, from the reader's best span (None: it found none), the answer mode, the
+    probability that the documents answer the question (rag/answerability.py; None where it does
+    not apply, and the reader's confidence alone decides a refusal), and the LLM: one that says
+    it is `weaker_than_reader` (the embedded SmolLM2) is not handed the questions the reader is
+    unsure of, which the reader then answers, its confidence shown."""
     mode = settings.answer_mode
     if mode == "llm":
         return "llm"
     confidence = span.confidence if span is not None else 0.0
-    if span is None or confidence < settings.reader_refuse:
+    if span is None:
+        return "refused"
+    if answerable is None and confidence < settings.reader_refuse:
+        return "refused"
+    if answerable is not None and answerable < settings.min_answerable:
         return "refused"
     if mode == "extractive" or confidence >= settings.reader_accept:
         return "reader"

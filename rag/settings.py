@@ -137,15 +137,23 @@ class Settings(BaseSettings):
     # The LLM's context window in tokens: the prompt's sources are cut to fit it, with room left
     # for the answer (llm_max_tokens). SmolLM2 and most served models have at least 8,192.
     llm_context_tokens: int = Field(8192, ge=512, le=10_000_000)
-    # Calibrated on SQuAD dev by benchmarks/calibrate_thresholds.py (see docs/answers.md).
+    # Refusals. Where the span reader runs (answer_mode auto or extractive) with the packaged
+    # bi-encoder and reader, one probability that the documents answer the question decides, from
+    # the search's evidence and the reader's confidence together (rag/answerability.py): under
+    # min_answerable the question is refused before any LLM call (0.5: more likely not answered
+    # than answered). Otherwise (answer_mode llm, another embedder or reader, or
+    # min_answerable = 0) two gates decide: the evidence (best question-chunk cosine) under
+    # min_evidence, calibrated on SQuAD dev by benchmarks/calibrate_thresholds.py, and the
+    # reader's confidence under reader_refuse (docs/answers.md).
+    min_answerable: float = Field(0.5, ge=0.0, le=1.0)
     min_evidence: float = Field(0.40, ge=-1.0, le=1.0)
     min_support: float = Field(0.46, ge=0.0, le=1.0)
     answer_mode: AnswerMode = "auto"
     # The reader's confidence is a calibrated probability that its answer holds a correct answer
     # (rag/reader). At or above reader_accept its answer stands with no LLM call (more likely
     # right than wrong); below reader_refuse the passages most likely do not hold an answer, and
-    # the question is refused before any LLM call. In between the LLM answers, with the reader's
-    # span as a hint.
+    # the question is refused before any LLM call, where min_answerable does not decide (above).
+    # In between the LLM answers, with the reader's span as a hint.
     reader_accept: float = Field(0.5, ge=0.0, le=1.0)
     reader_refuse: float = Field(0.1, ge=0.0, le=1.0)
     # The verifier also flags a sentence with two or more words in a row that neither its cited

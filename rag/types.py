@@ -211,8 +211,9 @@ class Answer:
     """A grounded answer: its text with [n] markers, the sources it cites, and their checks.
 
     `answered_by` says who wrote it and `confidence` how sure the small reader was (a calibrated
-    probability that its answer is right; None when the reader did not run). `quote` points at the
-    sentence that holds a reader's answer.
+    probability that its answer is right; None when the reader did not run), `answerable` how likely
+    the documents answer the question at all (rag/answerability.py; None where that model did not
+    decide). `quote` points at the sentence that holds a reader's answer.
     """
 
     question: str
@@ -228,6 +229,7 @@ class Answer:
     notices: tuple[str, ...] = ()
     answered_by: AnsweredBy = "llm"
     confidence: float | None = None
+    answerable: float | None = None
     quote: Quote | None = None
 
     def __repr__(self) -> str:
@@ -243,6 +245,7 @@ class Answer:
             "refused": self.refused,
             "answered_by": self.answered_by,
             "confidence": None if self.confidence is None else round(self.confidence, 4),
+            "answerable": None if self.answerable is None else round(self.answerable, 4),
             "quote": None if self.quote is None else self.quote.to_json(),
             "citations": [c.to_json() for c in self.citations],
             "sentences": [s.to_json() for s in self.sentences],

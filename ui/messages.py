@@ -126,6 +126,7 @@ class AssistantReply:
     notices: tuple[str, ...]
     answered_by: AnsweredBy = "llm"
     confidence: float | None = None  # the small reader's, calibrated; None: it did not run
+    answerable: float | None = None  # that the documents answer it (rag/answerability.py)
     quote: Quote | None = None  # where a reader's answer is in its source (marked in `cited`)
     checked: int = 0  # answer sentences the verifier checked
 
@@ -139,6 +140,9 @@ class AssistantReply:
             return f"Answered by the small reader{quoted}" + (f" · {sure} sure" if sure else "")
         if self.answered_by == "refused":
             why = f" (the small reader's best guess was {sure} sure)" if sure else ""
+            if sure and self.answerable is not None:
+                likely = percent(self.answerable)
+                why = f" (the small reader's best guess was {sure} sure; {likely} likely they do)"
             return f"Not answered: the sources do not seem to say{why}"
         line = "Written by the LLM from the sources"
         if sure:
@@ -195,6 +199,7 @@ def reply_for(answer: Answer, shown: Container[str] = ()) -> AssistantReply:
         notices=tuple(n for n in answer.notices if n not in shown and not n.startswith(RERANK_OFF)),
         answered_by=answer.answered_by,
         confidence=answer.confidence,
+        answerable=answer.answerable,
         quote=answer.quote,
         checked=len(answer.sentences) if answer.answered_by == "llm" else 0,
     )

@@ -131,6 +131,28 @@ def _sentence(passage: str, start: int, end: int) -> str:
     return passage[spans[0][0] : spans[-1][1]] if spans else passage
 
 
+def fit_logistic(
+    x: np.ndarray, y: np.ndarray, l2: float = 1.0, weights: np.ndarray | None = None
+) -> tuple[np.ndarray, float]:
+    """Coefficients and intercept of a logistic regression of labels `y` (0 or 1) on the rows of
+    `x`: maximum (optionally `weights`-weighted) likelihood with an L2 penalty `l2` on the
+    coefficients, not the intercept, by Newton's method."""
+    z = np.hstack([np.ones((len(x), 1)), x])
+    sample = np.ones(len(x)) if weights is None else np.asarray(weights, dtype=np.float64)
+    w = np.zeros(z.shape[1])
+    penalty = np.full(z.shape[1], l2)
+    penalty[0] = 0.0
+    for _ in range(100):
+        p = _sigmoid(z @ w)
+        gradient = z.T @ (sample * (p - y)) + penalty * w
+        hessian = (z * (sample * p * (1 - p))[:, None]).T @ z + np.diag(penalty)
+        step = np.linalg.solve(hessian, gradient)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return w[1:], float(w[0])
+
+
 def _matrix(rows: Sequence[Mapping[str, float]]) -> np.ndarray:
     return np.asarray([[float(row[name]) for name in FEATURES] for row in rows], dtype=np.float64)
 
@@ -166,23 +188,12 @@ class Calibrator:
             raise ModelError("calibration needs examples of both right and wrong spans")
         mean, scale = x.mean(axis=0), x.std(axis=0)
         scale = np.where(scale > 0, scale, 1.0)
-        z = np.hstack([np.ones((len(x), 1)), (x - mean) / scale])
-        w = np.zeros(z.shape[1])
-        penalty = np.full(z.shape[1], l2)
-        penalty[0] = 0.0  # the intercept is not shrunk
-        for _ in range(100):
-            p = _sigmoid(z @ w)
-            gradient = z.T @ (p - y) + penalty * w
-            hessian = (z * (p * (1 - p))[:, None]).T @ z + np.diag(penalty)
-            step = np.linalg.solve(hessian, gradient)
-            w -= step
-            if np.abs(step).max() < 1e-8:
-                break
+        coef, intercept = fit_logistic((x - mean) / scale, y, l2=l2)
         return cls(
             tuple(mean.tolist()),
             tuple(scale.tolist()),
-            tuple(w[1:].tolist()),
-            float(w[0]),
+            tuple(coef.tolist()),
+            intercept,
             label,
             dict(fitted_on),
         )

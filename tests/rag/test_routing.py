@@ -101,6 +101,24 @@ def test_the_embedded_llm_is_not_handed_what_the_reader_is_unsure_of(super_bowl)
     assert unsure.confidence is not None and unsure.confidence < 1.0
 
 
+@pytest.mark.parametrize(
+    ("mode", "confidence", "answerable", "route"),
+    [
+        ("auto", 0.9, 0.4, "refused"),  # a sure span in documents that likely do not say
+        ("auto", 0.9, 0.6, "reader"),
+        ("auto", 0.05, 0.6, "llm"),  # the joint probability decides, not reader_refuse
+        ("extractive", 0.05, 0.6, "reader"),
+        ("extractive", 0.9, 0.49, "refused"),
+        ("llm", 0.9, 0.1, "llm"),  # no reader ran: nothing to decide with
+    ],
+)
+def test_where_the_answerability_model_applies_it_decides_refusals(
+    mode, confidence, answerable, route
+) -> None:
+    settings = Settings(answer_mode=mode, reader_accept=0.5, reader_refuse=0.1, min_answerable=0.5)
+    assert choose_route(span(confidence), settings, RecordingLLM(), answerable) == route
+
+
 def test_no_span_is_a_refusal_unless_the_llm_answers_anyway() -> None:
     assert choose_route(None, Settings(answer_mode="auto")) == "refused"
     assert choose_route(None, Settings(answer_mode="llm")) == "llm"
@@ -161,14 +179,41 @@ UNANSWERED = (
 )
 
 
+def test_questions_about_something_else_are_refused_from_both_signals(super_bowl) -> None:
+    # The default: the evidence and the reader's confidence, together, say how likely the
+    # passages answer the question; none of these gets an answer or an LLM call.
+    for question in UNANSWERED:
+        llm = RecordingLLM()
+        answer = answerer(super_bowl, llm).ask(question)
+        assert answer.refused and answer.text == REFUSAL_TEXT and llm.calls == [], question
+        assert answer.answerable is not None and answer.answerable < 0.5
+        assert answer.to_json()["answerable"] == round(answer.answerable, 4)
+    # A question the passages answer is likely answerable, and the reader answers it.
+    answer = answerer(super_bowl, RecordingLLM(), reader_accept=0.3).ask(MVP)
+    assert answer.answerable is not None and answer.answerable >= 0.5
+    assert answer.answered_by == "reader" and "Cam Newton" in answer.text
+
+
+def test_without_the_answerability_model_the_two_gates_decide(super_bowl) -> None:
+    # min_answerable = 0 (or an LLM-only mode, another embedder or reader): the evidence gate
+    # and then the reader's confidence, each on its own, as before.
+    off = answerer(super_bowl, RecordingLLM(), min_answerable=0.0, min_evidence=0.99).ask(MVP)
+    assert off.refused and off.answerable is None and off.confidence is None
+    kept = answerer(super_bowl, RecordingLLM(), min_answerable=0.0, reader_accept=0.3).ask(MVP)
+    assert kept.answered_by == "reader" and kept.answerable is None
+    llm = answerer(super_bowl, RecordingLLM(), answer_mode="llm").ask(MVP)
+    assert llm.answered_by == "llm" and llm.answerable is None
+
+
 def test_passages_that_do_not_say_are_refused_before_any_llm_call(super_bowl) -> None:
-    # Past the evidence check (switched off here), but nothing in these passages answers them.
-    # The reader never answers them itself: it refuses at once where it is nearly sure nothing
-    # answers (most of them), and leaves the rest to the LLM, with its span only as a hint.
+    # The two separate gates (min_answerable 0), the evidence check switched off: nothing in
+    # these passages answers them. The reader never answers them itself: it refuses at once
+    # where it is nearly sure nothing answers (most of them), and leaves the rest to the LLM,
+    # with its span only as a hint.
     refused = 0
     for question in UNANSWERED:
         llm = RecordingLLM()
-        answer = answerer(super_bowl, llm, min_evidence=-1.0).ask(question)
+        answer = answerer(super_bowl, llm, min_evidence=-1.0, min_answerable=0.0).ask(question)
         assert answer.answered_by in ("refused", "llm")
         if answer.answered_by == "refused":
             assert answer.refused and answer.text == REFUSAL_TEXT and llm.calls == []
@@ -224,3 +269,4 @@ def test_ask_json_says_who_answered(super_bowl) -> None:
     record = json.loads(result.stdout)
     assert record["answered_by"] == "reader" and "Cam Newton" in record["answer"]
     assert 0.0 <= record["confidence"] <= 1.0
+    assert 0.5 <= record["answerable"] <= 1.0  # the answerability model decided: not refused

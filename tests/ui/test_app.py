@@ -509,6 +509,11 @@ def test_refused_reply_says_so_with_the_readers_confidence() -> None:
     assert reply_for(replace(refused, confidence=None)).who == (
         "Not answered: the sources do not seem to say"
     )
+    # Where the answerability model decided, the reply gives its probability too.
+    assert reply_for(replace(refused, answerable=0.31)).who == (
+        "Not answered: the sources do not seem to say (the small reader's best guess was "
+        "4 % sure; 31 % likely they do)"
+    )
     assert all(not s.highlights for s in reply.others)
     app = AppTest.from_function(render_answer, args=(refused,)).run()
     assert [i.value for i in app.info] == [plain(REFUSAL_TEXT)]
