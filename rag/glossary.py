@@ -43,7 +43,7 @@ class Term:
 def _phrase_pattern(phrase: str) -> re.Pattern[str]:
     words = [re.escape(word) for word in re.split(r"[\s\-]+", phrase.strip()) if word]
     if not words:
-        raise ConfigError("a glossary phrase is empty")
+        raise ValueError("a `match` phrase is empty")
     body = r"[\s\-]+".join(words)
     # Lookarounds instead of \b: a phrase may start or end with a symbol (PP&E, R&D).
     flags = 0 if phrase.isupper() else re.IGNORECASE
@@ -61,7 +61,12 @@ class Glossary:
         """The built-in glossaries and glossary files `names` lists, joined in that order."""
         terms: list[Term] = []
         for name in names:
-            terms.extend(_read(_locate(name)))
+            path = _locate(name)
+            try:
+                stamp = path.stat().st_mtime_ns
+            except OSError as e:
+                raise ConfigError(f"cannot read glossary {path}: {e.strerror or e}") from e
+            terms.extend(_read(path, stamp))
         return cls(terms)
 
     def __bool__(self) -> bool:
@@ -95,7 +100,10 @@ def _locate(name: str) -> Path:
 
 
 @lru_cache(maxsize=16)
-def _read(path: Path) -> tuple[Term, ...]:
+def _read(path: Path, stamp: int) -> tuple[Term, ...]:
+    """The terms of the glossary at `path`, parsed once per version (`stamp`: its mtime), so an
+    edited file is read again by the next search that loads it (a new collection in `rag
+    serve`, the next command)."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
@@ -120,5 +128,8 @@ def _read(path: Path) -> tuple[Term, ...]:
                 f"glossary {path}: term {number} needs `match` (phrases) and `expand` (words)"
             )
         expansion = " ".join(expand.split())
-        terms.extend(Term(_phrase_pattern(phrase), expansion) for phrase in match)
+        try:
+            terms.extend(Term(_phrase_pattern(phrase), expansion) for phrase in match)
+        except ValueError as e:
+            raise ConfigError(f"glossary {path}: term {number}: {e}") from e
     return tuple(terms)

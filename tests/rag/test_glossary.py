@@ -4,6 +4,7 @@ questions, and bad glossary files."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -69,6 +70,20 @@ def test_a_user_glossary_file(tmp_path) -> None:
     path.write_text('[[term]]\nmatch = ["NDA"]\nexpand = "non-disclosure agreement"\n')
     glossary = Glossary.load(["finance", str(path)])
     assert glossary.expand("Who signed the NDA?").endswith("non-disclosure agreement")
+    # An edited file is read again by the next load (a new search, a new collection in serve).
+    path.write_text('[[term]]\nmatch = ["NDA"]\nexpand = "confidentiality agreement"\n')
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
+    edited = Glossary.load([str(path)])
+    assert edited.expand("Who signed the NDA?").endswith("confidentiality agreement")
+
+
+def test_an_empty_phrase_names_the_file_and_the_term(tmp_path) -> None:
+    path = tmp_path / "legal.toml"
+    path.write_text(
+        '[[term]]\nmatch = ["NDA"]\nexpand = "x"\n[[term]]\nmatch = [" - "]\nexpand = "y"\n'
+    )
+    with pytest.raises(ConfigError, match=r"legal.toml: term 2: a `match` phrase is empty"):
+        Glossary.load([str(path)])
 
 
 @pytest.mark.parametrize(
