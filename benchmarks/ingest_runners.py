@@ -88,10 +88,16 @@ def run_rag(
     job_class: Any = None,
     embedder_factory: Callable[[], Any] | None = None,
     overrides: dict[str, Any] | None = None,
+    probe_torch: bool = False,
 ) -> dict[str, Any]:
     """The project's ingest job with default settings (or `overrides` of them), a fresh index
-    folder, and `backend`."""
+    folder, and `backend`. `probe_torch` first asks torch whether there is a GPU, as every
+    command did before 2026-12-03 (importing torch for it)."""
     started = time.perf_counter()
+    if probe_torch:
+        import torch
+
+        torch.cuda.is_available()
     from ingest.pipeline import IngestJob
     from rag.embedding import SentenceTransformerEmbedder
     from rag.settings import DEFAULT_EMBEDDER, Settings

@@ -102,6 +102,11 @@ VARIANTS: dict[str, tuple[str, Callable[..., dict[str, Any]], dict[str, Any]]] =
         run_rag,
         {"backend": "int8", "overrides": {"ocr": "off", "chunk_context": False}},
     ),
+    "rag-int8-torch-probe": (
+        "rag-int8 importing torch to look for a GPU first (every command before 2026-12-03)",
+        run_rag,
+        {"backend": "int8", "probe_torch": True},
+    ),
     "rag-int8-pypdf": (
         "rag-int8 with PDF text read by pypdf alone (the product before PDFium read the text)",
         run_rag,

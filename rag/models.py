@@ -11,6 +11,7 @@ import importlib.util
 import logging
 import os
 import socket
+import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -104,7 +105,7 @@ def cache_root() -> Path:
 
 def pick_device(requested: str) -> str:
     """'cuda' when asked for or when 'auto' finds a GPU; otherwise 'cpu'."""
-    if requested == "cpu":
+    if requested == "cpu" or (requested == "auto" and not _nvidia_driver_possible()):
         return "cpu"
     import torch
 
@@ -112,6 +113,15 @@ def pick_device(requested: str) -> str:
     if requested == "cuda" and not available:
         raise ModelError("device 'cuda' was requested but no CUDA GPU is available")
     return "cuda" if available else "cpu"
+
+
+def _nvidia_driver_possible() -> bool:
+    """False only where CUDA surely cannot run: a Linux machine whose kernel has no NVIDIA driver
+    (no /proc/driver/nvidia, no /dev/nvidiactl). Asking torch takes seconds of import; every CPU
+    machine would pay them on each command for nothing."""
+    if not sys.platform.startswith("linux"):
+        return True
+    return Path("/proc/driver/nvidia").exists() or Path("/dev/nvidiactl").exists()
 
 
 def usable_cores() -> int:

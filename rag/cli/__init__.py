@@ -36,13 +36,15 @@ def _quiet_libraries(verbose: bool) -> None:
         warnings.filterwarnings("ignore", category=FutureWarning)
     for name in ("transformers", "sentence_transformers", "bm25s", "faiss", "pypdf", "httpx"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    try:
+    # transformers reads these when it is first imported; importing it here only to quiet it
+    # would cost every command seconds, most of which never load it.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:  # already imported (a test, an embedding program)
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
-    except ImportError:
-        pass
 
 
 class RagGroup(click.Group):

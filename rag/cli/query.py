@@ -94,6 +94,7 @@ def ask(
         click.echo(json.dumps(answer.to_json(), ensure_ascii=False, indent=2))
     elif answer.refused:
         click.echo(answer.text)
+        click.echo(answered_by_line(answer))
     else:
         _print_sources(answer)
 
@@ -124,6 +125,9 @@ def answered_by_line(answer: Answer) -> str:
     if answer.answered_by == "reader":
         return f"Answered by the small reader, quoting its source{sure}."
     if answer.answered_by == "refused":
+        if answer.answerable is not None:
+            odds = f"{answer.answerable:.0%} likely they do"
+            sure = f" (reader confidence {answer.confidence or 0.0:.0%}; {odds})"
         return f"Refused: the sources do not answer this{sure}."
     return f"Written by the LLM from the sources{sure}."
 

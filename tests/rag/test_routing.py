@@ -270,3 +270,16 @@ def test_ask_json_says_who_answered(super_bowl) -> None:
     assert record["answered_by"] == "reader" and "Cam Newton" in record["answer"]
     assert 0.0 <= record["confidence"] <= 1.0
     assert 0.5 <= record["answerable"] <= 1.0  # the answerability model decided: not refused
+
+
+def test_ask_says_why_it_refused(super_bowl) -> None:
+    _, settings = super_bowl
+    result = CliRunner().invoke(
+        cli,
+        ["ask", "What is the capital of Australia?", "-c", "bowl", "--answer-mode", "extractive"],
+        env={"RAG_INDEX_DIR": str(settings.index_dir), "RAG_RERANK": "false"},
+    )
+    assert result.exit_code == 0, result.output
+    assert REFUSAL_TEXT in result.stdout
+    line = next(x for x in result.stdout.splitlines() if x.startswith("Refused:"))
+    assert "reader confidence" in line and "likely they do)." in line
