@@ -117,11 +117,11 @@ def pick_device(requested: str) -> str:
 
 def _nvidia_driver_possible() -> bool:
     """False only where CUDA surely cannot run: a Linux machine whose kernel has no NVIDIA driver
-    (no /proc/driver/nvidia, no /dev/nvidiactl). Asking torch takes seconds of import; every CPU
-    machine would pay them on each command for nothing."""
+    (no /proc/driver/nvidia, no /dev/nvidiactl) and no WSL GPU (/dev/dxg). Asking torch takes
+    seconds of import; every CPU machine would pay them on each command for nothing."""
     if not sys.platform.startswith("linux"):
         return True
-    return Path("/proc/driver/nvidia").exists() or Path("/dev/nvidiactl").exists()
+    return any(Path(p).exists() for p in ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/dxg"))
 
 
 def usable_cores() -> int:
