@@ -139,10 +139,10 @@ class AssistantReply:
             quoted = f", quoting source [{self.cited[0].number}]" if self.cited else ""
             return f"Answered by the small reader{quoted}" + (f" · {sure} sure" if sure else "")
         if self.answered_by == "refused":
-            why = f" (the small reader's best guess was {sure} sure)" if sure else ""
+            reasons = [f"the small reader's best guess was {sure} sure"] if sure else []
             if sure and self.answerable is not None:
-                likely = percent(self.answerable)
-                why = f" (the small reader's best guess was {sure} sure; {likely} likely they do)"
+                reasons.append(f"{percent(self.answerable)} likely they do")
+            why = f" ({'; '.join(reasons)})" if reasons else ""
             return f"Not answered: the sources do not seem to say{why}"
         line = "Written by the LLM from the sources"
         if sure:

@@ -121,13 +121,13 @@ def _print_sources(answer: Answer) -> None:
 
 def answered_by_line(answer: Answer) -> str:
     """Who wrote the answer and how sure the reader was, in words."""
-    sure = "" if answer.confidence is None else f" (reader confidence {answer.confidence:.0%})"
+    reasons = [] if answer.confidence is None else [f"reader confidence {answer.confidence:.0%}"]
+    if answer.answered_by == "refused" and answer.answerable is not None:
+        reasons.append(f"{answer.answerable:.0%} likely they do")
+    sure = f" ({'; '.join(reasons)})" if reasons else ""
     if answer.answered_by == "reader":
         return f"Answered by the small reader, quoting its source{sure}."
     if answer.answered_by == "refused":
-        if answer.answerable is not None:
-            odds = f"{answer.answerable:.0%} likely they do"
-            sure = f" (reader confidence {answer.confidence or 0.0:.0%}; {odds})"
         return f"Refused: the sources do not answer this{sure}."
     return f"Written by the LLM from the sources{sure}."
 
