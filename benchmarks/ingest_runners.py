@@ -7,6 +7,7 @@ counts and `setup_s` (imports and model load) apart from `work_s` (parse, chunk,
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -114,8 +115,10 @@ def run_rag(
     _ = embedder.dimension, embedder.tokenizer
     timed = _TimedEmbedder(embedder)
     job = (job_class or IngestJob)(settings, embedder=timed)
+    reader = _ReaderMemory()
     ready = time.perf_counter()
-    report = job.run_files("bench", pdfs)
+    with reader:
+        report = job.run_files("bench", pdfs)
     done = time.perf_counter()
     if report.failed:
         raise SystemExit(f"ingest failed for {report.failed}")
@@ -126,7 +129,40 @@ def run_rag(
         "setup_s": ready - started,
         "work_s": done - ready,
         "stages_s": {"embed (inside the job)": timed.seconds},
+        # The job's PDF reader is a child process: its peak is not in this process's RSS.
+        "pdf_reader_peak_rss_mb": reader.peak_mb,
     }
+
+
+class _ReaderMemory(threading.Thread):
+    """The peak resident memory of the job's PDF reader process (ingest/pdf_worker.py), read
+    from /proc every 0.2 s while the job runs; 0 when PDFs are read in the job's process."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peak_mb = 0.0
+        self._done = threading.Event()
+
+    def __enter__(self) -> _ReaderMemory:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self.join()
+
+    def run(self) -> None:
+        from ingest import pdf_worker
+
+        while not self._done.wait(0.2):
+            pid = pdf_worker.child_pid()
+            try:
+                status = Path(f"/proc/{pid}/status").read_text() if pid else ""
+            except OSError:
+                continue
+            for line in status.splitlines():
+                if line.startswith("VmHWM:"):
+                    self.peak_mb = max(self.peak_mb, int(line.split()[1]) / 1024)
 
 
 def run_rag_one_call(pdfs: list[Path], workdir: Path) -> dict[str, Any]:

@@ -112,6 +112,11 @@ VARIANTS: dict[str, tuple[str, Callable[..., dict[str, Any]], dict[str, Any]]] =
         run_rag,
         {"backend": "int8", "overrides": {"pdf_text": "pypdf"}},
     ),
+    "rag-int8-in-process": (
+        "rag-int8 reading PDFs in the job's own process (the product before 2026-12-03)",
+        run_rag,
+        {"backend": "int8", "overrides": {"pdf_stall_s": 0}},
+    ),
     "rag-ov-int8": (
         "experimental, not in the product: OpenVINO static int8 (NNCF, 64 SciFact abstracts)",
         run_openvino_int8,
@@ -171,6 +176,8 @@ def prepare_exports(names: list[str]) -> dict[str, float]:
         "rag-int8-plain": "int8",
         "rag-before-int8": "int8",
         "rag-int8-pypdf": "int8",
+        "rag-int8-in-process": "int8",
+        "rag-int8-torch-probe": "int8",
         "rag-ov-int8": "openvino-int8",
     }
     for backend in sorted({wanted[name] for name in names if name in wanted}):

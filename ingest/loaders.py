@@ -21,8 +21,9 @@ from pypdf import PasswordType, PdfReader
 from pypdf.errors import DependencyError, PyPdfError
 
 from ingest import ocr as ocr_engine
+from ingest import pdf_worker
 from ingest.ocr import OcrMode
-from ingest.pdf import finish_pages, pdfium_texts
+from ingest.pdf import finish_pages, page_done, pdfium_texts
 from rag.errors import LoadError
 from rag.settings import PdfText
 from rag.types import Document, Page, sha256_hex
@@ -66,13 +67,20 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_document(path: Path, ocr: OcrMode = "off", pdf_text: PdfText = "pdfium") -> Document:
+def load_document(
+    path: Path,
+    ocr: OcrMode = "off",
+    pdf_text: PdfText = "pdfium",
+    pdf_stall_s: float | None = None,
+) -> Document:
     """Read a supported file once and return its pages of text, or raise `LoadError`.
 
     `ocr` applies to PDFs (ingest/ocr.py): "auto" reads pages without usable text with
     Tesseract, "force" every page, "off" none (the default here; the setting's default is auto).
     `pdf_text` is what reads a PDF's text layer: "pdfium", with pypdf for the pages PDFium cannot
-    read, or "pypdf" alone (the `pdf_text` setting).
+    read, or "pypdf" alone (the `pdf_text` setting). With `pdf_stall_s`, a PDF is read in a child
+    process (ingest/pdf_worker.py) that is stopped when no page is read for that many seconds:
+    a crash or a hang in a parser then fails this file only.
     """
     source = str(path)
     suffix = path.suffix.lower()
@@ -87,8 +95,10 @@ def load_document(path: Path, ocr: OcrMode = "off", pdf_text: PdfText = "pdfium"
     if not raw or raw.isspace():
         raise LoadError(source, "empty file")
     media_type = _MEDIA_TYPES[suffix]
-    if media_type == "application/pdf":
-        title, pages, empty = _load_pdf(raw, source, ocr, pdf_text)
+    if media_type == "application/pdf" and pdf_stall_s is not None and pdf_worker.SUPPORTED:
+        title, pages, empty = pdf_worker.read_pdf(raw, source, ocr, pdf_text, pdf_stall_s)
+    elif media_type == "application/pdf":
+        title, pages, empty = load_pdf(raw, source, ocr, pdf_text)
     else:
         title, text = _load_text(raw, source, media_type)
         pages, empty = (Page(1, text),), ()
@@ -153,9 +163,11 @@ def _quiet_pypdf() -> Iterator[None]:
                     _quiet_warnings = None
 
 
-def _load_pdf(
+def load_pdf(
     raw: bytes, source: str, ocr: OcrMode, pdf_text: PdfText
 ) -> tuple[str, tuple[Page, ...], tuple[int, ...]]:
+    """A PDF's title, its pages with text and the numbers of those without, read in this
+    process; `LoadError` for anything wrong with the file."""
     if b"%PDF-" not in raw[:1024]:
         raise LoadError(source, "malformed PDF: not a PDF file (no %PDF- header)")
     with _quiet_pypdf():
@@ -196,6 +208,7 @@ def _read_pdf(
                 logger.debug("%s: page %d: text extraction failed: %r", source, number, e)
                 failures.append(e)
                 text = ""
+            page_done()
         texts.append(_normalise(text.translate(_LIGATURES), strip_lines=True))
     if len(failures) == page_count:
         raise LoadError(source, f"malformed PDF: {_short_cause(failures[0])}") from failures[0]

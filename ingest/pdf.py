@@ -17,7 +17,7 @@ import logging
 import re
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
@@ -34,6 +34,19 @@ PDFIUM_LOCK = threading.RLock()
 # Table pages read per document; past this (a PDF of thousands of tiny tables) pages stay text.
 MAX_TABLE_PAGES = 400
 _UNMAPPED = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_on_page_done: Callable[[], None] | None = None
+
+
+def on_page_done(callback: Callable[[], None]) -> None:
+    """Have `callback` called each time a page's text is read, rebuilt or OCRed in this process
+    (ingest/pdf_worker.py: a reader that stops calling it is stuck)."""
+    global _on_page_done
+    _on_page_done = callback
+
+
+def page_done() -> None:
+    if _on_page_done is not None:
+        _on_page_done()
 
 
 def pdfium_texts(raw: bytes, source: str, page_count: int) -> list[str | None] | None:
@@ -49,6 +62,7 @@ def pdfium_texts(raw: bytes, source: str, page_count: int) -> list[str | None] |
             except Exception as e:  # noqa: BLE001 - pypdf reads this page instead
                 logger.debug("%s: page %d: PDFium cannot read its text: %r", source, index + 1, e)
                 texts.append(None)
+            page_done()
         return texts
 
 
@@ -114,6 +128,8 @@ def _take_ocr(
     except OcrError as e:
         logger.warning("%s: page %d: OCR failed: %s", source, index + 1, e)
         return
+    finally:
+        page_done()
     if not found or garbled(found):
         # A script Tesseract has no model for reads as noise: better no text than that.
         if texts[index].strip() or found:
@@ -143,6 +159,7 @@ def _table_pages(raw: bytes, source: str, texts: list[str], tabular: list[int]) 
         if pdf is None:
             return texts
         for index in tabular:
+            page_done()
             try:
                 rebuilt = page_with_tables(pdf[index])
             except Exception as e:  # noqa: BLE001 - a page PDFium cannot read keeps its text

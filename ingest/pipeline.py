@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from ingest import pdf_worker
 from ingest.chunking import Chunker
 from ingest.sources import Prepared, Source, file_sources, prepare
 from rag.collection import Collection, check_name
@@ -96,12 +97,21 @@ class IngestJob:
         check_name(name)
         s = self.settings
         sources, found = file_sources(
-            paths, s.max_file_mb * 2**20, s.follow_links, s.ocr, metadata, s.pdf_text
+            paths,
+            s.max_file_mb * 2**20,
+            s.follow_links,
+            s.ocr,
+            metadata,
+            s.pdf_text,
+            s.pdf_stall_s or None,
         )
         notes = [f"skipped {shown(path)}: {why}" for path, why in found.skipped]
         for note in notes:
             tqdm.write(f"warning: {note}", file=sys.stderr)
-        report = self.run(name, sources, prune, progress)
+        try:
+            report = self.run(name, sources, prune, progress)
+        finally:
+            pdf_worker.stop()  # its memory back between jobs (a server runs many)
         report.warnings[:0] = notes
         return report
 

@@ -138,9 +138,12 @@ def file_sources(
     ocr: OcrMode = "off",
     metadata: Mapping[str, str] | None = None,
     pdf_text: PdfText = "pdfium",
+    pdf_stall_s: float | None = None,
 ) -> tuple[list[Source], Discovery]:
     """Sources for files, recorded by absolute path, hashed up front (cheap next to parsing).
-    PDFs are loaded with OCR mode `ocr` and text reader `pdf_text` (the settings of those names).
+    PDFs are loaded with OCR mode `ocr` and text reader `pdf_text`, in a child process stopped
+    after `pdf_stall_s` seconds without a page read (None: in this process); the settings of
+    those names, with `pdf_stall_s = 0` meaning None.
 
     A file that cannot be ingested (unreadable, not a regular file, over `max_bytes`) is still a
     source: one that fails with its reason, so the job reports it and goes on with the rest.
@@ -157,7 +160,7 @@ def file_sources(
         if reason is not None:
             sources.append(_refused_source(str(path), reason))
         else:
-            load = functools.partial(load_document, path, ocr, pdf_text)
+            load = functools.partial(load_document, path, ocr, pdf_text, pdf_stall_s)
             sources.append(Source(str(path), "file", content_id, load, dict(metadata or {})))
     return sources, found
 

@@ -189,6 +189,10 @@ class Settings(BaseSettings):
     # the file (encryption, repair) and reads any page PDFium cannot. Applies to files ingested
     # from now on.
     pdf_text: PdfText = "pdfium"
+    # Ingest reads PDFs in a child process, so that a parser crashing or hanging on a file fails
+    # that file only; a PDF that goes this many seconds without a page read is skipped.
+    # 0 reads PDFs in the job's own process, with no such protection.
+    pdf_stall_s: float = Field(300.0, ge=0.0)
 
     # `rag serve`: with accounts on, every request carries an API key (`rag users add`) and sees
     # only the collections its user owns or was given; off (the default, for local use), the
