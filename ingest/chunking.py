@@ -27,6 +27,9 @@ SEPARATORS = ["\n\n", "\n", ". ", "? ", "! ", "; ", ", ", " ", ""]
 _TABLE = re.compile(r"^\|.*\n\|[ :|-]*---[ :|-]*\n(?:\|.*(?:\n|$))*", re.MULTILINE)
 
 
+_UNLIMITED = 10**30
+
+
 class Chunker:
     """LangChain's recursive splitter measuring length with a Hugging Face tokenizer.
 
@@ -58,6 +61,9 @@ class Chunker:
             # A fast tokenizer keeps padding/truncation state in its Rust backend and each call
             # resets it: sharing one with the embedder across threads corrupts its batches.
             tokenizer = copy.deepcopy(tokenizer)
+            # This copy only counts tokens, of texts of any length: without a model's limit it
+            # does not warn that a page is "longer than the maximum sequence length".
+            tokenizer.model_max_length = _UNLIMITED
             self._splitter = RecursiveCharacterTextSplitter.from_huggingface_tokenizer(
                 tokenizer, **options
             )

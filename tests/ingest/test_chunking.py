@@ -4,6 +4,7 @@ neighbours overlapping by at most the overlap."""
 from __future__ import annotations
 
 import itertools
+import logging
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,37 @@ def test_sizes_are_counted_in_the_embedders_tokens(paper: Document, minilm) -> N
     lengths = [len(minilm.tokenizer.tokenize(c.text)) for c in chunks]
     assert max(lengths) <= 240 and sum(lengths) / len(lengths) > 120
     assert chunker.describe().unit == "tokens"
+
+
+def test_counting_a_long_paragraph_says_nothing_about_the_models_limit(
+    shared_data: Path, minilm
+) -> None:
+    # Counting tokens is not running the model: transformers' "Token indices sequence length is
+    # longer than the specified maximum" warning meant nothing to a user and reached the terminal.
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as transformers_logging
+
+    # A fresh copy of the packaged one: a tokenizer gives this warning once in its life.
+    tokenizer = AutoTokenizer.from_pretrained(minilm.tokenizer.name_or_path)
+    # The RAG paper has paragraphs of over 500 tokens, which the splitter measures whole.
+    paper = load_document(shared_data / "pdfs" / "real" / "2005.11401.pdf")
+    heard: list[str] = []
+
+    class Listen(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            heard.append(record.getMessage())
+
+    library = transformers_logging.get_logger()
+    listen, level = Listen(), transformers_logging.get_verbosity()
+    library.addHandler(listen)
+    transformers_logging.set_verbosity_warning()
+    try:
+        chunks = Chunker(240, 32, tokenizer=tokenizer).split(paper)
+    finally:
+        library.removeHandler(listen)
+        transformers_logging.set_verbosity(level)
+    assert chunks and not [m for m in heard if "sequence length" in m]
+    assert tokenizer.model_max_length == 256  # the caller's tokenizer is untouched
 
 
 def test_ids_are_stable_and_overlap_must_be_smaller_than_size(paper: Document) -> None:
