@@ -217,12 +217,17 @@ class IngestJob:
             dynamic_ncols=True,
         )
         clock = time.perf_counter()
+
+        def embedding(done: int, total: int) -> None:
+            # A long document is one embedding call of minutes: say how far it has got.
+            bar.set_postfix_str(f"embedding chunks: {done:,} of {total:,}")
+
         if self.settings.engine == "ray":
             from ingest.distributed import embed_on_ray
 
             embedded = embed_on_ray(todo, chunker, embedder, self.settings)
         else:
-            embedded = self._embed_here(todo, chunker, embedder)
+            embedded = self._embed_here(todo, chunker, embedder, embedding)
         with bar:
             for prepared, vectors in embedded:
                 if prepared.error is not None or prepared.document is None:
@@ -237,9 +242,14 @@ class IngestJob:
         return _publish(store, sources, prune, report)
 
     def _embed_here(
-        self, todo: list[Source], chunker: Chunker, embedder: Embedder
+        self,
+        todo: list[Source],
+        chunker: Chunker,
+        embedder: Embedder,
+        progress: Progress | None = None,
     ) -> Iterator[tuple[Prepared, np.ndarray | None]]:
-        """Each source prepared and embedded in this process, in order (failures with None)."""
+        """Each source prepared and embedded in this process, in order (failures with None);
+        `progress(done, total)` follows the chunks of each long embedding call."""
         batch: list[Prepared] = []
         batch_chunks = 0
         least, limit = self.settings.embed_batch_size, 8 * self.settings.embed_batch_size
@@ -254,9 +264,9 @@ class IngestJob:
                 # ready: long embed calls would starve the loader (it runs at most PREFETCH
                 # sources ahead) and a late first call leaves the model idle while it loads.
                 if batch_chunks >= limit or (batch_chunks >= least and not more_ready):
-                    yield from _embed_batch(batch, embedder)
+                    yield from _embed_batch(batch, embedder, 2 * least, progress)
                     batch, batch_chunks = [], 0
-            yield from _embed_batch(batch, embedder)
+            yield from _embed_batch(batch, embedder, 2 * least, progress)
 
     def _stage(
         self,
@@ -297,12 +307,26 @@ def _same(stored: StoredDocument, source: Source) -> bool:
 
 
 def _embed_batch(
-    batch: list[Prepared], embedder: Embedder
+    batch: list[Prepared],
+    embedder: Embedder,
+    step: int = 0,
+    progress: Progress | None = None,
 ) -> Iterator[tuple[Prepared, np.ndarray]]:
-    """One embedder call for every chunk of `batch`; each item with its own vectors."""
+    """Every chunk of `batch` embedded, in calls of `step` chunks (0: one call) with
+    `progress(done, total)` after each when there is more than one; each item with its own
+    vectors."""
     if not batch:
         return
-    vectors = embedder.embed([chunk.embedded_text for item in batch for chunk in item.chunks])
+    texts = [chunk.embedded_text for item in batch for chunk in item.chunks]
+    if step <= 0 or len(texts) <= step:
+        vectors = embedder.embed(texts)
+    else:
+        parts = []
+        for start in range(0, len(texts), step):
+            parts.append(embedder.embed(texts[start : start + step]))
+            if progress is not None:
+                progress(min(start + step, len(texts)), len(texts))
+        vectors = np.concatenate(parts)
     offset = 0
     for item in batch:
         yield item, vectors[offset : offset + len(item.chunks)]

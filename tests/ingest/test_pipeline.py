@@ -249,3 +249,18 @@ def test_progress_callback_counts_files(
     again: list[tuple[int, int]] = []
     job(settings).run_files("c", docs, progress=lambda done, total: again.append((done, total)))
     assert again == [(3, 3)]  # all unchanged: one call, complete
+
+
+def test_a_long_document_shows_how_far_its_embedding_has_got(
+    tmp_path: Path, shared_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rag.settings import Settings
+
+    # Progress on, and a small batch: the paper's chunks take several embedding calls.
+    settings = Settings.load(index_dir=tmp_path / "indexes", progress=True, embed_batch_size=8)
+    paper = shared_data / "pdfs" / "real" / "1706.03762.pdf"
+    report = job(settings).run_files("c", [paper])
+    shown = capsys.readouterr().err
+    assert report.chunks > 16
+    assert f"embedding chunks: 16 of {report.chunks}" in shown
+    assert f"embedding chunks: {report.chunks} of {report.chunks}" in shown
