@@ -5,7 +5,7 @@
 PDFium and Tesseract are C and C++; pypdf is Python that a crafted file can send into a loop. In
 the ingest job's own process a segmentation fault in any of them ended the whole job, and a rerun
 met the same file first and ended the same way: a folder with one such file could never be
-ingested. Here one long-lived child (`python -m ingest.pdf_worker`, started on the first PDF)
+ingested. Here one long-lived child (`python -m ingest.pdf_child`, started on the first PDF)
 reads every PDF of this process and says each time it finishes a page. The parent waits for it:
 
 - the child exits or is killed (a crash, the kernel's out-of-memory killer): that file fails
@@ -32,7 +32,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from typing import IO, Any
 
 from rag.errors import LoadError
@@ -44,8 +43,6 @@ PdfRead = tuple[str, tuple[Page, ...], tuple[int, ...]]
 # select() on pipes and process groups are POSIX: elsewhere PDFs are read in the job's process.
 SUPPORTED = os.name == "posix"
 _HEADER = struct.Struct("!Q")
-# Page ticks closer together than this are not sent: a 300-page filing is not 300 messages.
-_TICK_EVERY_S = 0.2
 # What a new child may take to start (imports) before it says it has begun reading.
 _START_S = 60.0
 
@@ -76,7 +73,7 @@ class _Worker:
         process = self._start()
         assert process.stdin is not None and process.stdout is not None
         try:
-            _send(process.stdin, (raw, source, ocr, pdf_text))
+            send(process.stdin, (raw, source, ocr, pdf_text))
         except OSError:
             return self._failed(source)  # died before it read the request
         last, limit = time.monotonic(), max(stall_s, _START_S)  # until the child says it began
@@ -90,7 +87,7 @@ class _Worker:
                     f"no page read in {stall_s:g} s; the PDF reader was stopped and the file "
                     "skipped (setting pdf_stall_s)",
                 )
-            message = _receive(process.stdout)
+            message = receive(process.stdout)
             if message is None:
                 return self._failed(source)
             kind = message[0]
@@ -123,7 +120,7 @@ class _Worker:
         path = os.environ.get("PYTHONPATH", "")
         env = {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "ingest.pdf_worker"],
+            [sys.executable, "-m", "ingest.pdf_child"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             # Unbuffered: a buffer that read ahead would hold messages that select() cannot see.
@@ -163,7 +160,8 @@ def _exit(code: int | None) -> str:
     return f"exit status {code}"
 
 
-def _send(pipe: IO[bytes], message: Any) -> None:
+def send(pipe: IO[bytes], message: Any) -> None:
+    """One message: a pickle with its length in front (both sides)."""
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     view = memoryview(_HEADER.pack(len(data)) + data)
     while view:  # an unbuffered pipe may take part of it
@@ -171,7 +169,7 @@ def _send(pipe: IO[bytes], message: Any) -> None:
     pipe.flush()
 
 
-def _receive(pipe: IO[bytes]) -> Any | None:
+def receive(pipe: IO[bytes]) -> Any | None:
     """One message, or None at the end of the stream (the other side is gone)."""
     header = _read_exactly(pipe, _HEADER.size)
     if header is None:
@@ -194,56 +192,3 @@ def _read_exactly(pipe: IO[bytes], size: int) -> bytes | None:
 _lock = threading.Lock()
 _worker = _Worker()
 atexit.register(stop)
-
-
-# The child's side.
-
-
-class _Forward(logging.Handler):
-    def __init__(self, send: Callable[[Any], None]) -> None:
-        super().__init__(logging.INFO)
-        self._send = send
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self._send(("log", record.name, record.levelno, record.getMessage()))
-
-
-def _serve() -> None:
-    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints cannot corrupt messages
-    requests = sys.stdin.buffer
-    write = threading.Lock()  # OCR threads log too
-
-    def send(message: Any) -> None:
-        with write:
-            _send(out, message)
-
-    root = logging.getLogger()
-    root.setLevel(logging.INFO)
-    root.addHandler(_Forward(send))
-
-    from ingest import pdf
-    from ingest.loaders import load_pdf
-
-    last = [0.0]
-
-    def page_done() -> None:
-        now = time.monotonic()
-        if now - last[0] >= _TICK_EVERY_S:
-            last[0] = now
-            send(("page",))
-
-    pdf.on_page_done(page_done)
-    while (request := _receive(requests)) is not None:
-        raw, source, ocr, pdf_text = request
-        send(("page",))  # begun: the stall clock starts now
-        try:
-            send(("done", load_pdf(raw, source, ocr, pdf_text)))
-        except LoadError as e:
-            send(("error", e.reason))
-        except Exception as e:  # noqa: BLE001 - one line to the parent, never a dead child
-            send(("error", f"unexpected error: {type(e).__name__}: {e}"))
-
-
-if __name__ == "__main__":
-    _serve()
