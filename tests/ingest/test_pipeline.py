@@ -261,6 +261,6 @@ def test_a_long_document_shows_how_far_its_embedding_has_got(
     paper = shared_data / "pdfs" / "real" / "1706.03762.pdf"
     report = job(settings).run_files("c", [paper])
     shown = capsys.readouterr().err
-    assert report.chunks > 16
+    assert report.chunks > 8 * 8  # longer than a whole batch limit: embedded in parts
     assert f"embedding chunks: 16 of {report.chunks}" in shown
     assert f"embedding chunks: {report.chunks} of {report.chunks}" in shown
