@@ -219,7 +219,7 @@ class IngestJob:
         clock = time.perf_counter()
 
         def embedding(done: int, total: int) -> None:
-            # A long document is one embedding call of minutes: say how far it has got.
+            # A long document takes a minute or more to embed: say how far it has got.
             bar.set_postfix_str(f"embedding chunks: {done:,} of {total:,}")
 
         if self.settings.engine == "ray":
