@@ -37,8 +37,6 @@ from typing import IO, Any
 from rag.errors import LoadError
 from rag.types import Page
 
-logger = logging.getLogger(__name__)
-
 PdfRead = tuple[str, tuple[Page, ...], tuple[int, ...]]
 # select() on pipes and process groups are POSIX: elsewhere PDFs are read in the job's process.
 SUPPORTED = os.name == "posix"
