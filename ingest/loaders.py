@@ -208,7 +208,7 @@ def _read_pdf(
                 logger.debug("%s: page %d: text extraction failed: %r", source, number, e)
                 failures.append(e)
                 text = ""
-            page_done()
+            page_done("text", number, page_count)
         texts.append(_normalise(text.translate(_LIGATURES), strip_lines=True))
     if len(failures) == page_count:
         raise LoadError(source, f"malformed PDF: {_short_cause(failures[0])}") from failures[0]

@@ -34,19 +34,30 @@ PDFIUM_LOCK = threading.RLock()
 # Table pages read per document; past this (a PDF of thousands of tiny tables) pages stay text.
 MAX_TABLE_PAGES = 400
 _UNMAPPED = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_on_page_done: Callable[[], None] | None = None
+# The page listener of each thread (ingest/pdf_child.py, the ingest job's progress bar).
+_listeners = threading.local()
+# page_done's `step` values, as a person reads them.
+STEPS = {"text": "page", "ocr": "OCR, page", "tables": "tables, page"}
 
 
-def on_page_done(callback: Callable[[], None]) -> None:
-    """Have `callback` called each time a page's text is read, rebuilt or OCRed in this process
-    (ingest/pdf_worker.py: a reader that stops calling it is stuck)."""
-    global _on_page_done
-    _on_page_done = callback
+@contextmanager
+def listening(callback: Callable[[str, int, int], None]) -> Iterator[None]:
+    """Have `callback(step, done, total)` called on this thread each time a page's text is
+    read (step "text"), OCRed ("ocr") or rebuilt for its tables ("tables"), until the block
+    ends: `done` of the step's `total` pages. ingest/pdf_worker.py forwards the child's calls
+    to the caller's listener; a reader that stops calling it is stuck."""
+    previous = getattr(_listeners, "callback", None)
+    _listeners.callback = callback
+    try:
+        yield
+    finally:
+        _listeners.callback = previous
 
 
-def page_done() -> None:
-    if _on_page_done is not None:
-        _on_page_done()
+def page_done(step: str, done: int, total: int) -> None:
+    callback = getattr(_listeners, "callback", None)
+    if callback is not None:
+        callback(step, done, total)
 
 
 def pdfium_texts(raw: bytes, source: str, page_count: int) -> list[str | None] | None:
@@ -62,7 +73,7 @@ def pdfium_texts(raw: bytes, source: str, page_count: int) -> list[str | None] |
             except Exception as e:  # noqa: BLE001 - pypdf reads this page instead
                 logger.debug("%s: page %d: PDFium cannot read its text: %r", source, index + 1, e)
                 texts.append(None)
-            page_done()
+            page_done("text", index + 1, page_count)
         return texts
 
 
@@ -104,18 +115,30 @@ def _ocr_pages(raw: bytes, source: str, texts: list[str], wanted: dict[int, str]
         if pdf is None:
             return texts
         reading: deque[tuple[int, Future[str]]] = deque()
+        done = 0
+
+        def take() -> None:
+            nonlocal done
+            try:
+                _take_ocr(texts, *reading.popleft(), source, engine)
+            finally:
+                done += 1
+                page_done("ocr", done, len(wanted))
+
         for index, why in wanted.items():
             logger.info("%s: page %d: OCR (%s)", source, index + 1, why)
             try:
                 image = ocr.page_image(pdf[index])
             except Exception as e:  # noqa: BLE001 - PDFium failing on one page costs that page
                 logger.warning("%s: page %d: cannot render for OCR: %r", source, index + 1, e)
+                done += 1
+                page_done("ocr", done, len(wanted))
                 continue
             reading.append((index, pool.submit(engine.read_image, image)))
             if len(reading) > count:
-                _take_ocr(texts, *reading.popleft(), source, engine)
+                take()
         while reading:
-            _take_ocr(texts, *reading.popleft(), source, engine)
+            take()
     return texts
 
 
@@ -128,8 +151,6 @@ def _take_ocr(
     except OcrError as e:
         logger.warning("%s: page %d: OCR failed: %s", source, index + 1, e)
         return
-    finally:
-        page_done()
     if not found or garbled(found):
         # A script Tesseract has no model for reads as noise: better no text than that.
         if texts[index].strip() or found:
@@ -158,8 +179,8 @@ def _table_pages(raw: bytes, source: str, texts: list[str], tabular: list[int]) 
     with _pdfium(raw, source) as pdf:
         if pdf is None:
             return texts
-        for index in tabular:
-            page_done()
+        for done, index in enumerate(tabular, start=1):
+            page_done("tables", done, len(tabular))
             try:
                 rebuilt = page_with_tables(pdf[index])
             except Exception as e:  # noqa: BLE001 - a page PDFium cannot read keeps its text

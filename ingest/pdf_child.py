@@ -1,6 +1,6 @@
 """The PDF reader's own process (`python -m ingest.pdf_child`), started by ingest/pdf_worker.py:
 it reads PDF requests from stdin, loads each in this process and answers on stdout, with a tick
-each time a page is done and its log records forwarded."""
+each time a page is done (which step, how many of how many) and its log records forwarded."""
 
 from __future__ import annotations
 
@@ -46,22 +46,22 @@ def serve() -> None:
 
     last = [0.0]
 
-    def page_done() -> None:
+    def page_done(step: str, done: int, total: int) -> None:
         now = time.monotonic()
         if now - last[0] >= _TICK_EVERY_S:
             last[0] = now
-            reply(("page",))
+            reply(("page", step, done, total))
 
-    pdf.on_page_done(page_done)
-    while (request := receive(requests)) is not None:
-        raw, source, ocr, pdf_text = request
-        reply(("page",))  # begun: the stall clock starts now
-        try:
-            reply(("done", load_pdf(raw, source, ocr, pdf_text)))
-        except LoadError as e:
-            reply(("error", e.reason))
-        except Exception as e:  # noqa: BLE001 - one line to the parent, never a dead child
-            reply(("error", f"unexpected error: {type(e).__name__}: {e}"))
+    with pdf.listening(page_done):
+        while (request := receive(requests)) is not None:
+            raw, source, ocr, pdf_text = request
+            reply(("page",))  # begun: the stall clock starts now
+            try:
+                reply(("done", load_pdf(raw, source, ocr, pdf_text)))
+            except LoadError as e:
+                reply(("error", e.reason))
+            except Exception as e:  # noqa: BLE001 - one line to the parent, never a dead child
+                reply(("error", f"unexpected error: {type(e).__name__}: {e}"))
 
 
 if __name__ == "__main__":

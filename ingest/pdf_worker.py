@@ -6,7 +6,8 @@ PDFium and Tesseract are C and C++; pypdf is Python that a crafted file can send
 the ingest job's own process a segmentation fault in any of them ended the whole job, and a rerun
 met the same file first and ended the same way: a folder with one such file could never be
 ingested. Here one long-lived child (`python -m ingest.pdf_child`, started on the first PDF)
-reads every PDF of this process and says each time it finishes a page. The parent waits for it:
+reads every PDF of this process and says each time it finishes a page (passed on to the calling
+thread's `ingest.pdf.listening` callback, for progress). The parent waits for it:
 
 - the child exits or is killed (a crash, the kernel's out-of-memory killer): that file fails
   with the reason, the next PDF starts a new child;
@@ -34,6 +35,7 @@ import threading
 import time
 from typing import IO, Any
 
+from ingest import pdf
 from rag.errors import LoadError
 from rag.types import Page
 
@@ -91,6 +93,8 @@ class _Worker:
             kind = message[0]
             if kind == "page":
                 last, limit = time.monotonic(), stall_s
+                if len(message) == 4:  # (step, done, total) for this thread's listener
+                    pdf.page_done(*message[1:])
             elif kind == "log":
                 _, name, level, text = message
                 logging.getLogger(name).log(level, "%s", text)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import shutil
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from ingest import pdf_worker
+from ingest import pdf, pdf_worker
 from ingest.chunking import Chunker
 from ingest.sources import Prepared, Source, file_sources, prepare
 from rag.collection import Collection, check_name
@@ -42,6 +43,8 @@ logger = logging.getLogger(__name__)
 PREFETCH = 8
 # progress(done_files, total_files): called at the start and as each file is done.
 Progress = Callable[[int, int], None]
+# The bar's words change at most this often while a long document is read.
+_STATUS_EVERY_S = 0.25
 
 
 @dataclass
@@ -217,17 +220,18 @@ class IngestJob:
             dynamic_ncols=True,
         )
         clock = time.perf_counter()
+        status = _Status(bar)
 
         def embedding(done: int, total: int) -> None:
             # A long document takes a minute or more to embed: say how far it has got.
-            bar.set_postfix_str(f"embedding chunks: {done:,} of {total:,}")
+            status.say("embedding", f"embedding chunks: {done:,} of {total:,}")
 
         if self.settings.engine == "ray":
             from ingest.distributed import embed_on_ray
 
             embedded = embed_on_ray(todo, chunker, embedder, self.settings)
         else:
-            embedded = self._embed_here(todo, chunker, embedder, embedding)
+            embedded = self._embed_here(todo, chunker, embedder, embedding, status)
         with bar:
             for prepared, vectors in embedded:
                 if prepared.error is not None or prepared.document is None:
@@ -237,7 +241,8 @@ class IngestJob:
                     )
                     bar.update(1)
                     continue
-                self._stage(prepared, prepared.document, vectors, collection, report, bar, clock)
+                status.say("embedding", "", refresh=False)
+                self._stage(prepared, prepared.document, vectors, collection, report, status, clock)
 
         return _publish(store, sources, prune, report)
 
@@ -247,14 +252,16 @@ class IngestJob:
         chunker: Chunker,
         embedder: Embedder,
         progress: Progress | None = None,
+        status: _Status | None = None,
     ) -> Iterator[tuple[Prepared, np.ndarray | None]]:
         """Each source prepared and embedded in this process, in order (failures with None);
-        `progress(done, total)` follows the chunks of each long embedding call."""
+        `progress(done, total)` follows the chunks of each long embedding call, and `status`
+        hears of each PDF page read."""
         batch: list[Prepared] = []
         batch_chunks = 0
         least, limit = self.settings.embed_batch_size, 8 * self.settings.embed_batch_size
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="load") as pool:
-            for prepared, more_ready in _prefetch(pool, todo, chunker):
+            for prepared, more_ready in _prefetch(pool, todo, chunker, status):
                 if prepared.error is not None:
                     yield prepared, None
                     continue
@@ -275,7 +282,7 @@ class IngestJob:
         vectors: np.ndarray | None,
         collection: Collection,
         report: IngestReport,
-        bar: tqdm,
+        status: _Status,
         clock: float,
     ) -> None:
         count = len(item.chunks)
@@ -291,14 +298,15 @@ class IngestJob:
         if document.empty_pages:
             note = _empty_pages_note(document)
             report.warnings.append(note)
-            bar.write(f"warning: {note}", file=sys.stderr)
+            status.bar.write(f"warning: {note}", file=sys.stderr)
         elapsed = max(time.perf_counter() - clock, 1e-9)
-        bar.set_postfix_str(
+        status.say(
+            "rate",
             f"{report.pages} pages ({report.pages / elapsed:.1f}/s), "
             f"{report.chunks} chunks ({report.chunks / elapsed:.1f}/s)",
             refresh=False,
         )
-        bar.update(1)
+        status.bar.update(1)
 
 
 def _same(stored: StoredDocument, source: Source) -> bool:
@@ -380,21 +388,64 @@ def _publish(
     return report
 
 
+class _Status:
+    """The words after the ingest bar's file count: the pages and chunks done per second, the
+    PDF being read (page by page) and the embedding call under way. Set from the job's thread
+    and the loader's."""
+
+    def __init__(self, bar: tqdm) -> None:
+        self.bar = bar
+        self._parts = {"rate": "", "reading": "", "embedding": ""}
+        self._lock = threading.Lock()
+        self._shown = 0.0
+
+    def say(self, part: str, text: str, refresh: bool = True) -> None:
+        with self._lock:
+            self._parts[part] = text
+            words = ", ".join(text for text in self._parts.values() if text)
+            self.bar.set_postfix_str(words, refresh=refresh)
+            if refresh:
+                self._shown = time.monotonic()
+
+    def reading(self, source: Source, step: str, done: int, total: int) -> None:
+        """A page of `source` read (ingest.pdf.listening); shown at most every _STATUS_EVERY_S."""
+        text = f"reading {shown(Path(source.name).name)}: {pdf.STEPS[step]} {done:,} of {total:,}"
+        self.say("reading", text, refresh=time.monotonic() - self._shown >= _STATUS_EVERY_S)
+
+
+def _prepare(source: Source, chunker: Chunker, status: _Status | None) -> Prepared:
+    """`prepare`, with the PDF's pages told to `status` as they are read."""
+    if status is None:
+        return prepare(source, chunker)
+
+    def page(step: str, done: int, total: int) -> None:
+        status.reading(source, step, done, total)
+
+    try:
+        with pdf.listening(page):
+            return prepare(source, chunker)
+    finally:
+        status.say("reading", "", refresh=False)
+
+
 def _prefetch(
-    pool: ThreadPoolExecutor, sources: list[Source], chunker: Chunker
+    pool: ThreadPoolExecutor,
+    sources: list[Source],
+    chunker: Chunker,
+    status: _Status | None = None,
 ) -> Iterator[tuple[Prepared, bool]]:
     """Load and chunk up to PREFETCH sources ahead of the consumer, in order; each comes with
     whether the next one is ready already."""
     pending: deque[Future[Prepared]] = deque()
     queue = iter(sources)
     for source in queue:
-        pending.append(pool.submit(prepare, source, chunker))
+        pending.append(pool.submit(_prepare, source, chunker, status))
         if len(pending) >= PREFETCH:
             break
     while pending:
         prepared = pending.popleft().result()
         for source in queue:
-            pending.append(pool.submit(prepare, source, chunker))
+            pending.append(pool.submit(_prepare, source, chunker, status))
             break
         yield prepared, bool(pending) and pending[0].done()
 

@@ -8,13 +8,14 @@ import os
 import shutil
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from ingest import pdf_worker
+from ingest import pdf, pdf_worker
 from ingest.chunking import Chunker
-from ingest.loaders import load_document
+from ingest.loaders import load_document, load_pdf
 from ingest.pipeline import IngestJob
 from rag.collection import Collection
 from rag.embedding import HashEmbedder
@@ -107,3 +108,30 @@ def test_a_reader_that_stalls_is_stopped_and_the_next_file_is_read(
     document = outcome(scanned, STALL_S, "force")
     assert not isinstance(document, str) and "Lorem ipsum" in document.pages[0].text
     pdf_worker.stop()
+
+
+def test_the_calling_thread_hears_of_each_page_read(shared_data: Path) -> None:
+    paper = shared_data / "pdfs" / "real" / "1706.03762.pdf"  # 15 pages, all with text
+    raw = paper.read_bytes()
+
+    heard: list[tuple[str, int, int, int]] = []
+
+    def listen(read: Callable[[], object]) -> list[tuple[str, int, int, int]]:
+        heard.clear()
+        with pdf.listening(lambda *page: heard.append((*page, threading.get_ident()))):
+            read()
+        return list(heard)
+
+    here = listen(lambda: load_pdf(raw, str(paper), "off", "pdfium"))
+    text = [(step, done, total) for step, done, total, _ in here if step == "text"]
+    assert text == [("text", n, 15) for n in range(1, 16)]  # in this process: every page
+    assert {step for step, *_ in here} <= set(pdf.STEPS)
+
+    there = listen(lambda: pdf_worker.read_pdf(raw, str(paper), "off", "pdfium", STALL_S))
+    # From the child: fewer (a tick at most every 0.2 s), on this thread, counted the same way.
+    assert there[0][:3] == ("text", 1, 15)
+    assert set(there) <= set(here)
+    heard.clear()
+    pdf_worker.read_pdf(raw, str(paper), "off", "pdfium", STALL_S)  # the block is over: unheard
+    pdf_worker.stop()
+    assert heard == []

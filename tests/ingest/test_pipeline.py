@@ -264,3 +264,16 @@ def test_a_long_document_shows_how_far_its_embedding_has_got(
     assert report.chunks > 8 * 8  # longer than a whole batch limit: embedded in parts
     assert f"embedding chunks: 16 of {report.chunks}" in shown
     assert f"embedding chunks: {report.chunks} of {report.chunks}" in shown
+
+
+def test_a_pdf_being_read_shows_its_pages(
+    tmp_path: Path, shared_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rag.settings import Settings
+
+    settings = Settings.load(index_dir=tmp_path / "indexes", progress=True)
+    paper = shared_data / "pdfs" / "real" / "1706.03762.pdf"
+    report = job(settings).run_files("c", [paper])
+    shown = capsys.readouterr().err
+    assert report.added == 1
+    assert "reading 1706.03762.pdf: page 1 of 15" in shown  # the first page is always shown
