@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import PurePath
 from typing import TYPE_CHECKING, get_args
 
@@ -98,6 +99,43 @@ def fuse_hybrid(
     if settings.hybrid_fusion == "rrf":
         return reciprocal_rank_fusion([dense[0], lexical[0]], settings.rrf_k, weights)
     return score_fusion([dense, lexical], weights)
+
+
+def with_document_prior(hits: Sequence[Hit], weight: float) -> list[Hit]:
+    """`hits` re-scored by `document_prior`, their documents being their chunks' sources."""
+    if not weight:
+        return list(hits)
+    moved = document_prior(
+        list(enumerate(hit.score for hit in hits)),
+        {n: hit.chunk.source for n, hit in enumerate(hits)},
+        weight,
+    )
+    return [replace(hits[n], score=score) for n, score in moved]
+
+
+def document_prior(
+    scored: Sequence[tuple[int, float]], document_of: Mapping[int, str], weight: float
+) -> list[tuple[int, float]]:
+    """(key, score) pairs re-scored as `(score + weight * best) / (1 + weight)`, `best` the best
+    score of the key's document among them, best first (as they came for equal scores;
+    `weight` 0: unchanged). A document's best key keeps its score; its others move towards it.
+
+    Within a document the order stays; between documents, a page of the document that matches
+    the question best goes ahead of a slightly better page of a document that matches less
+    well. Over filings that share one vocabulary, fusing BM25 in brings pages of other filings
+    between the right filing's pages; this keeps the right filing's together
+    (docs/documents.md, "The document's score"). The order does not change when all scores are
+    scaled or shifted alike, and hybrid scores stay within 0 to 1."""
+    if not weight:
+        return list(scored)
+    best: dict[str, float] = {}
+    for key, score in scored:
+        document = document_of[key]
+        best[document] = max(best.get(document, score), score)
+    moved = [
+        (key, (score + weight * best[document_of[key]]) / (1.0 + weight)) for key, score in scored
+    ]
+    return sorted(moved, key=lambda item: -item[1])
 
 
 def _best_first(scores: dict[int, float]) -> list[tuple[int, float]]:
@@ -217,8 +255,10 @@ class Searcher:
             return self._hits(keys, scores, "bm25")
         dense = self._dense(query, depth, allowed)
         lexical = self._lexical(self.collection.lexical_index(), query, depth, allowed)
-        fused = fuse_hybrid(self.settings, dense, lexical)[:k]
-        return self._hits([key for key, _ in fused], [score for _, score in fused], "hybrid")
+        prior = self.settings.document_prior
+        fused = fuse_hybrid(self.settings, dense, lexical)[: depth if prior else k]
+        hits = self._hits([key for key, _ in fused], [score for _, score in fused], "hybrid")
+        return with_document_prior(hits, prior)[:k]
 
     def allowed_keys(self, where: Where | None) -> np.ndarray | None:
         """The chunk keys `where` allows (None: no filter), cached for the store's generation."""

@@ -102,6 +102,11 @@ class Settings(BaseSettings):
     # The dense ranking's share of a hybrid score (BM25 has the rest), in either fusion.
     dense_weight: float = Field(0.5, ge=0.0, le=1.0)
     rrf_k: int = Field(60, ge=1)
+    # A hybrid hit's score moves towards the best hybrid score of its document among the
+    # candidates, (score + document_prior * best) / (1 + document_prior) (0: not at all): the
+    # pages of the document that best matches a question rank ahead of a slightly better-scored
+    # page of one that matches less well. docs/documents.md, "The document's score".
+    document_prior: float = Field(0.5, ge=0.0, le=10.0)
     # Glossaries whose terms add words to a question before the first stage (rag/glossary.py):
     # built-in names (rag/glossaries: "finance") or TOML files; empty: the question as asked.
     query_glossaries: tuple[str, ...] = ("finance",)

@@ -21,7 +21,7 @@ import numpy as np
 from rag.collection import Collection
 from rag.embedding import Embedder
 from rag.lexical import LexicalIndex
-from rag.retrieval import Searcher, fuse_hybrid
+from rag.retrieval import Searcher, document_prior, fuse_hybrid
 from rag.text import embedding_text
 from rag.tune.heldout import Candidates, top_rows
 from rag.tune.queries import TrainQuery
@@ -54,9 +54,14 @@ def cloze_candidates(
             searcher.settings,
             ([int(keys[i]) for i in top], [float(similarities[i]) for i in top]),
             ([int(key) for key in lexical_keys], [float(s) for s in lexical_scores]),
-        )[:depth]
-        ranked.append([key for key, _ in fused])
-    # Only the candidates' chunks are read: a few thousand, not the whole collection.
+        )[:first_depth]
+        if prior := searcher.settings.document_prior:
+            # As search does: each candidate's score moved towards its document's best.
+            read = collection.store.chunks([key for key, _ in fused])
+            sources = {key: chunk.source for key, chunk in read.items()}
+            fused = document_prior([item for item in fused if item[0] in sources], sources, prior)
+        ranked.append([key for key, _ in fused[:depth]])
+    # Only the candidates' chunks are read (twice with the document prior), not the collection.
     chunks = collection.store.chunks(sorted({key for hits in ranked for key in hits}))
     changed_keys = {int(keys[row]) for row in changed}
     found = []

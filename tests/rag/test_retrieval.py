@@ -12,7 +12,8 @@ from rag.collection import Collection
 from rag.errors import ConfigError
 from rag.langchain import CollectionRetriever
 from rag.rerank import CrossEncoderReranker, choose_reranker
-from rag.retrieval import Searcher, reciprocal_rank_fusion, score_fusion
+from rag.retrieval import Searcher, reciprocal_rank_fusion, score_fusion, with_document_prior
+from rag.types import Chunk, Hit
 from tests.conftest import write_squad_docs
 
 PARAGRAPHS = 60
@@ -85,7 +86,9 @@ def test_hybrid_fuses_the_two_rankings_as_the_settings_say(
     squad_collection, minilm, fusion: str
 ) -> None:
     collection, settings, _ = squad_collection
-    chosen = settings.model_copy(update={"hybrid_fusion": fusion, "dense_weight": 0.7})
+    chosen = settings.model_copy(
+        update={"hybrid_fusion": fusion, "dense_weight": 0.7, "document_prior": 0.0}
+    )
     searcher = Searcher(collection, chosen, embedder=minilm, reranker=None)
     query = "Which NFL team represented the AFC at Super Bowl 50?"
     dense = searcher.retrieve(query, chosen.candidates, "dense")
@@ -102,6 +105,40 @@ def test_hybrid_fuses_the_two_rankings_as_the_settings_say(
     assert [number[hit.chunk.id] for hit in found] == [key for key, _ in expected[:10]]
     assert [hit.score for hit in found] == pytest.approx([score for _, score in expected[:10]])
     assert found[0].chunk.text.count("Denver Broncos") or found[0].chunk.text.count("AFC")
+
+
+def _hit(source: str, page: int, score: float) -> Hit:
+    return Hit(Chunk(f"{source}:{page}", source, source, page, 0, 1, "x"), score, "hybrid")
+
+
+def test_the_best_matching_document_keeps_its_pages_together() -> None:
+    # The 3M filing matches best; one page of another filing scores just above 3M's second page.
+    hits = [_hit("3M.pdf", 40, 0.9), _hit("Boeing.pdf", 12, 0.7), _hit("3M.pdf", 41, 0.65)]
+    hits.append(_hit("3M.pdf", 7, 0.1))
+    ranked = with_document_prior(hits, 0.5)
+    assert [(h.chunk.source, h.chunk.page) for h in ranked] == [
+        ("3M.pdf", 40),
+        ("3M.pdf", 41),  # (0.65 + 0.45) / 1.5 against Boeing's (0.7 + 0.35) / 1.5
+        ("Boeing.pdf", 12),
+        ("3M.pdf", 7),  # within a document the order stays: a weak page stays behind
+    ]
+    assert [h.score for h in ranked[:3]] == pytest.approx([0.9, 1.1 / 1.5, 0.7])  # each best stays
+    assert with_document_prior(hits, 0.0) == hits
+    # Only the gaps between scores count: the same scores scaled and shifted, the same order.
+    moved = [_hit(h.chunk.source, h.chunk.page, 3 * h.score - 1) for h in hits]
+    assert [h.chunk.id for h in with_document_prior(moved, 0.5)] == [h.chunk.id for h in ranked]
+
+
+def test_hybrid_search_adds_the_document_prior(squad_collection, minilm) -> None:
+    collection, settings, _ = squad_collection
+    query = "Which NFL team represented the AFC at Super Bowl 50?"
+    plain = settings.model_copy(update={"document_prior": 0.0})
+    before = Searcher(collection, plain, embedder=minilm).retrieve(query, settings.candidates)
+    after = Searcher(collection, settings, embedder=minilm).retrieve(query, 10)
+    assert settings.document_prior == 0.5
+    expected = with_document_prior(before, 0.5)[:10]
+    assert [h.chunk.id for h in after] == [h.chunk.id for h in expected]
+    assert [h.score for h in after] == pytest.approx([h.score for h in expected])
 
 
 def test_search_without_a_reranker_says_why(squad_collection, minilm) -> None:
